@@ -1,0 +1,14 @@
+"""telespool's call path: everything a host process runs.
+
+Stdlib-only at import time; platformdirs loads when a ``Telemetry`` is built.
+Never imports urllib3, filelock, sqlite-utils or the ``uploader`` package.
+"""
+
+from __future__ import annotations
+
+from ._errors import ConfigError, SchemaError, TelemetryError
+from ._schema import Schema
+from ._telemetry import Telemetry
+
+__all__ = ["ConfigError", "Schema", "SchemaError", "Telemetry", "TelemetryError"]
+__version__ = "0.1.0"

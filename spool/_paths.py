@@ -1,0 +1,124 @@
+"""Where telespool keeps its files, and whether that place is safe to use.
+
+The state dir holds everything: ``spool.db`` (with ``-wal``/``-shm``),
+``upload.lock``, the opt-out marker ``disabled`` and ``install.json``.
+Directory mode 0700, files 0600. A directory owned by someone else, or one that
+group/others can write, is refused: another user could then read or plant data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import sys
+from pathlib import Path
+
+__all__ = [
+    "DB_NAME",
+    "INSTALL_NAME",
+    "LOCK_NAME",
+    "MARKER_NAME",
+    "UnsafeStateDir",
+    "check_regular_or_absent",
+    "default_state_dir",
+    "ensure_state_dir",
+    "env_prefix",
+    "secure_create",
+    "validate_app",
+]
+
+DB_NAME = "spool.db"
+LOCK_NAME = "upload.lock"
+MARKER_NAME = "disabled"
+INSTALL_NAME = "install.json"
+
+_APP_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_IS_WINDOWS = sys.platform == "win32"
+
+
+class UnsafeStateDir(Exception):
+    """The state dir cannot be used; ``reason`` is the drop reason to count."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def validate_app(app: object) -> str:
+    if not isinstance(app, str) or not _APP_RE.fullmatch(app):
+        raise ValueError(
+            f"app must match [a-z0-9][a-z0-9_-]{{0,63}} (lower-case, e.g. 'my-sdk'), got {app!r}"
+        )
+    return app
+
+
+def env_prefix(app: str) -> str:
+    """``my-sdk`` -> ``MY_SDK``: the prefix of the app's environment variables."""
+    return app.upper().replace("-", "_")
+
+
+def default_state_dir(app: str) -> Path:
+    # Imported here, not at module import: keeps ``import spool`` stdlib-only.
+    import platformdirs
+
+    return Path(platformdirs.user_state_path(app)) / "telemetry"
+
+
+def ensure_state_dir(path: Path) -> None:
+    """Create ``path`` (0700) if needed and refuse it when it is not safe.
+
+    Raises UnsafeStateDir with reason ``unwritable`` or ``insecure_dir``.
+    """
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.lstat(path)
+    except OSError as exc:
+        raise UnsafeStateDir("unwritable", f"cannot create state dir {path}: {exc}") from exc
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeStateDir("insecure_dir", f"state dir {path} is not a directory")
+    check_owner_and_mode(path, st)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UnsafeStateDir("unwritable", f"state dir {path} is not writable")
+
+
+def check_owner_and_mode(path: Path, st: os.stat_result) -> None:
+    # Windows has no POSIX owner/mode bits; its per-user profile ACLs protect
+    # %LOCALAPPDATA%. This branch is untested here (only Linux runs CI).
+    if _IS_WINDOWS:
+        return
+    if st.st_uid != os.getuid():
+        raise UnsafeStateDir("insecure_dir", f"state dir {path} is owned by uid {st.st_uid}")
+    if st.st_mode & 0o022:
+        raise UnsafeStateDir(
+            "insecure_dir",
+            f"state dir {path} is writable by group or others (mode {stat.S_IMODE(st.st_mode):o})",
+        )
+
+
+def check_regular_or_absent(path: Path) -> bool:
+    """True if ``path`` exists as a regular file, False if absent.
+
+    Raises UnsafeStateDir(``unusable_path``) for a directory, FIFO, socket or
+    symlink: opening a FIFO would block the host forever, a symlink could point
+    anywhere.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise UnsafeStateDir("unwritable", f"cannot stat {path}: {exc}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeStateDir("unusable_path", f"{path} exists and is not a regular file")
+    return True
+
+
+def secure_create(path: Path) -> None:
+    """Create an empty file with mode 0600 unless it exists; never follow a symlink."""
+    flags = os.O_CREAT | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)

@@ -1,0 +1,154 @@
+"""Every limit telespool obeys, each with the reason it has that value.
+
+A host overrides any of them as keyword arguments to ``Telemetry(...)``; a bad
+override is a programmer error and raises ``ValueError`` at construction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ._errors import ConfigError
+
+__all__ = ["Policy"]
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@dataclass(frozen=True)
+class Policy:
+    # -- disk -----------------------------------------------------------------
+    # ~50k typical events: weeks of a busy CLI offline, negligible on any disk
+    # (Glean allows 50 MB, the Azure exporter 50 MiB for far bigger payloads).
+    max_bytes: int = 16 * MiB
+    # Telemetry older than this no longer describes the current release.
+    max_age_days: float = 30.0
+    # Check the size after this many appended bytes, so an append stays O(1);
+    # small next to the headroom below, so the cap holds between checks.
+    size_check_bytes: int = 64 * KiB
+    # Evict down to this fraction of the cap, so eviction runs rarely in bursts.
+    evict_to_fraction: float = 0.8
+    # Checkpoint the WAL after this many pages (4 KiB each): bounds the WAL file.
+    wal_autocheckpoint_pages: int = 256
+    # Bigger props are a bug in the host, not telemetry; stored nowhere.
+    max_event_bytes: int = 4 * KiB
+
+    # -- call path --------------------------------------------------------------
+    # The longest track() may wait for SQLite's write lock, in milliseconds.
+    lock_wait_ms: int = 5
+    # Events held in memory while another process holds the write lock.
+    buffer_events: int = 1000
+    # close()/atexit may wait this long for the lock to write the buffer.
+    close_wait_ms: int = 200
+
+    # -- trigger ----------------------------------------------------------------
+    # Never start uploaders more often than this, whatever the host does.
+    trigger_interval_s: float = 60.0
+    # A long-lived host starts the uploader early once this many events queued.
+    trigger_events: int = 1000
+
+    # -- upload -----------------------------------------------------------------
+    # Events per POST; the collector and OTLP receivers handle this comfortably.
+    batch_events: int = 500
+    # Uncompressed bytes per POST, well under common 1-4 MiB proxy body limits.
+    batch_bytes: int = 512 * KiB
+    # Connect timeout: a loopback or nearby endpoint answers a SYN in far less.
+    connect_timeout_s: float = 3.0
+    # Read timeout: a blackholed endpoint costs the (detached) uploader this long.
+    read_timeout_s: float = 10.0
+    # One uploader pass never runs longer than this.
+    pass_budget_s: float = 60.0
+    # First retry delay after a failure; doubles per consecutive failure.
+    backoff_base_s: float = 60.0
+    # Never wait longer than this between attempts, nor honour a longer Retry-After.
+    backoff_max_s: float = 6 * 3600.0
+
+    # -- consent ----------------------------------------------------------------
+    # CI runs are not users; telemetry is off there unless a maintainer opts in.
+    allow_in_ci: bool = False
+
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any]) -> Policy:
+        """Build a policy from keyword overrides; raise ValueError on any bad one."""
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for name, value in overrides.items():
+            if name not in known:
+                raise ConfigError(
+                    f"unknown telemetry policy option {name!r}; known: {', '.join(sorted(known))}"
+                )
+            default = known[name].default
+            if isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise ConfigError(f"policy option {name!r} must be a bool, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"policy option {name!r} must be a number, got {value!r}")
+            elif isinstance(default, int) and not isinstance(value, int):
+                raise ConfigError(f"policy option {name!r} must be an integer, got {value!r}")
+            elif value != value or value in (float("inf"), float("-inf")):
+                raise ConfigError(f"policy option {name!r} must be finite, got {value!r}")
+            values[name] = value
+        policy = cls(**values)
+        policy._validate()
+        return policy
+
+    def _validate(self) -> None:
+        if self.max_bytes < 256 * KiB:
+            raise ConfigError(f"max_bytes must be at least 262144 (256 KiB), got {self.max_bytes}")
+        if not 0.1 <= self.evict_to_fraction <= 0.95:
+            raise ConfigError("evict_to_fraction must lie between 0.1 and 0.95")
+        for name in ("lock_wait_ms", "close_wait_ms", "trigger_interval_s", "backoff_base_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.lock_wait_ms > 50:
+            raise ConfigError("lock_wait_ms above 50 would let track() stall the host")
+        for name in (
+            "max_age_days",
+            "size_check_bytes",
+            "wal_autocheckpoint_pages",
+            "max_event_bytes",
+            "buffer_events",
+            "trigger_events",
+            "batch_events",
+            "batch_bytes",
+            "connect_timeout_s",
+            "read_timeout_s",
+            "pass_budget_s",
+            "backoff_max_s",
+        ):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.backoff_max_s < self.backoff_base_s:
+            raise ConfigError("backoff_max_s must be at least backoff_base_s")
+        if self.size_check_bytes > self.max_bytes // 8:
+            raise ConfigError("size_check_bytes must be at most max_bytes / 8 so the cap holds")
+
+    def upload_settings(self) -> dict[str, Any]:
+        """The subset the detached uploader needs, written into the spool's meta table."""
+        keys = (
+            "batch_events",
+            "batch_bytes",
+            "connect_timeout_s",
+            "read_timeout_s",
+            "pass_budget_s",
+            "backoff_base_s",
+            "backoff_max_s",
+            "max_bytes",
+            "max_age_days",
+        )
+        return {k: getattr(self, k) for k in keys}
+
+    @classmethod
+    def from_upload_settings(cls, settings: dict[str, Any]) -> Policy:
+        """Rebuild a policy in the uploader from what the host stored; unknown keys ignored."""
+        known = {f.name for f in fields(cls)}
+        try:
+            return cls.from_overrides({k: v for k, v in settings.items() if k in known})
+        except ValueError:
+            return cls()
+
+    def replace(self, **changes: Any) -> Policy:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,435 @@
+"""The SQLite spool: one file, WAL mode, one connection per process.
+
+Used by the host (append, cheap size checks) and by the uploader (batches,
+acks, backoff state). Every write is one committed statement or one explicit
+transaction; nothing here swallows errors: callers classify them with
+``classify_error`` and count them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ._migrations import migrate
+from ._paths import DB_NAME, UnsafeStateDir, check_regular_or_absent, secure_create
+from ._policy import Policy
+
+__all__ = ["Row", "Spool", "StoredEvent", "classify_error", "iso_time"]
+
+PAGE_SIZE = 4096
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY, _SQLITE_IOERR = 5, 6, 8, 10
+_SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 11, 13, 14, 26
+_SQLITE_IOERR_WRITE = 778
+
+INSERT_SQL = "INSERT INTO events (uuid, name, time, run_id, props, size) VALUES (?, ?, ?, ?, ?, ?)"
+
+
+class Row(NamedTuple):
+    """An event ready to append (the columns of ``events`` but ``id``)."""
+
+    uuid: str
+    name: str
+    time: str
+    run_id: str
+    props: str
+    size: int
+
+
+class StoredEvent(NamedTuple):
+    id: int
+    uuid: str
+    name: str
+    time: str
+    run_id: str
+    props: str
+    size: int
+
+
+def classify_error(exc: BaseException) -> str:
+    """Map a SQLite/OS failure to the drop reason it is counted under."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        primary = code & 0xFF
+        if primary in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            return "locked"
+        if primary == _SQLITE_FULL or code == _SQLITE_IOERR_WRITE:
+            # A write refused by RLIMIT_FSIZE (EFBIG) surfaces as IOERR_WRITE
+            # after the first short write reported SQLITE_FULL.
+            return "disk_full"
+        if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+            return "corrupt"
+        if primary in (_SQLITE_READONLY, _SQLITE_CANTOPEN):
+            return "unwritable"
+        if primary == _SQLITE_IOERR:
+            return "io_error"
+    message = str(exc).lower()
+    # Python < 3.11 has no sqlite_errorcode: fall back to SQLite's fixed messages.
+    for needle, reason in (
+        ("locked", "locked"),
+        ("busy", "locked"),
+        ("full", "disk_full"),
+        ("malformed", "corrupt"),
+        ("not a database", "corrupt"),
+        ("readonly", "unwritable"),
+        ("unable to open", "unwritable"),
+        ("disk i/o", "io_error"),
+    ):
+        if needle in message:
+            return reason
+    if isinstance(exc, OSError):
+        import errno
+
+        if exc.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", -1)):
+            return "disk_full"
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return "unwritable"
+        return "io_error"
+    return "error"
+
+
+def _wal_pages(policy: Policy) -> int:
+    # Scale the WAL with the cap so a small cap still leaves room for the data.
+    return max(16, min(policy.wal_autocheckpoint_pages, policy.max_bytes // PAGE_SIZE // 8))
+
+
+class Spool:
+    """One process's handle on ``<state_dir>/spool.db``.
+
+    Not thread-safe by itself: the facade serialises access. After ``os.fork()``
+    the child must call ``reopen_after_fork()`` (SQLite connections must not
+    cross a fork).
+    """
+
+    def __init__(self, state_dir: Path, policy: Policy, *, busy_ms: int | None = None) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / DB_NAME
+        self.policy = policy
+        self._busy_ms = policy.lock_wait_ms if busy_ms is None else busy_ms
+        self._wal_pages = _wal_pages(policy)
+        # Above this many bytes on disk (db + WAL) the oldest events are evicted.
+        headroom = (self._wal_pages + 16) * PAGE_SIZE + 4 * policy.size_check_bytes
+        self.high_water = max(policy.max_bytes - headroom, policy.max_bytes // 2)
+        self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        self.unchecked_bytes = 0
+        self.recovered_corrupt = 0
+        self._open()
+
+    # -- connection ---------------------------------------------------------------
+    def _open(self) -> None:
+        existed = check_regular_or_absent(self.path)
+        if not existed:
+            try:
+                secure_create(self.path)
+            except OSError as exc:
+                raise UnsafeStateDir(
+                    classify_error(exc), f"cannot create {self.path}: {exc}"
+                ) from exc
+        try:
+            self._conn = self._connect()
+        except sqlite3.DatabaseError as exc:
+            if classify_error(exc) != "corrupt":
+                raise
+            self._move_aside()
+            self._conn = self._connect()
+            self.recovered_corrupt += 1
+            self.add_drops({"corrupt": 1})
+
+    def _connect(self) -> sqlite3.Connection:
+        # Opening may race other processes creating the same fresh spool: allow
+        # a longer wait here (construction), then drop to the call-path bound.
+        conn = sqlite3.connect(
+            str(self.path), timeout=0.25, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes effect on a new file
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"cannot enable WAL (journal_mode={mode})")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {int(self._wal_pages)}")
+            conn.execute(f"PRAGMA journal_size_limit = {int(self._wal_pages * PAGE_SIZE)}")
+            migrate(conn)
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _move_aside(self) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(self.path) + suffix)
+            if src.exists():
+                os.replace(src, Path(f"{self.path}.corrupt-{stamp}{suffix}"))
+        secure_create(self.path)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            self.reopen_after_fork()
+        if self._conn is None:
+            raise sqlite3.ProgrammingError("spool is closed")
+        return self._conn
+
+    def reopen_after_fork(self) -> None:
+        # The parent's connection object is abandoned, never closed, in the
+        # child: closing it could release locks that belong to the parent.
+        _ABANDONED.append(self._conn)
+        self._conn = None
+        self._pid = os.getpid()
+        self._open()
+
+    def recover_corrupt(self) -> None:
+        """Move a database found corrupt mid-use aside and start a fresh one."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._move_aside()
+        self._conn = self._connect()
+        self.recovered_corrupt += 1
+        self.add_drops({"corrupt": 1})
+
+    def close(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+
+    # -- call path -----------------------------------------------------------------
+    def append(self, rows: Sequence[Row]) -> None:
+        """Append rows: one committed INSERT, or one transaction for several."""
+        conn = self.conn
+        if len(rows) == 1:
+            conn.execute(INSERT_SQL, rows[0])
+        else:
+            with _transaction(conn):
+                conn.executemany(INSERT_SQL, rows)
+        self.unchecked_bytes += sum(r.size for r in rows)
+
+    def add_drops(self, counts: Mapping[str, int]) -> None:
+        items = [(reason, n, n) for reason, n in counts.items() if n > 0]
+        if not items:
+            return
+        conn = self.conn
+        with _transaction(conn):
+            conn.executemany(
+                "INSERT INTO drops (reason, total, unreported) VALUES (?, ?, ?) "
+                "ON CONFLICT (reason) DO UPDATE SET total = total + excluded.total, "
+                "unreported = unreported + excluded.unreported",
+                items,
+            )
+
+    # -- size and age limits ---------------------------------------------------------
+    def disk_bytes(self) -> int:
+        """Bytes on disk right now: database plus WAL (the SHM index is not data)."""
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.stat(str(self.path) + suffix).st_size
+            except OSError:
+                pass
+        return total
+
+    def enforce_cap(self) -> int:
+        """Keep db + WAL under the cap; returns how many events were evicted.
+
+        Cheap (two stats) unless over the high-water mark; then the oldest
+        events go first, counted as ``evicted``, and freed pages go back to
+        the OS (incremental vacuum + WAL truncation).
+        """
+        self.unchecked_bytes = 0
+        if self.disk_bytes() <= self.high_water:
+            return 0
+        conn = self.conn
+        self._reclaim(conn)
+        evicted = 0
+        target = int(self.policy.max_bytes * self.policy.evict_to_fraction)
+        for _ in range(4):
+            used = self._used_bytes(conn)
+            if used <= target and self.disk_bytes() <= self.high_water:
+                break
+            (count,) = conn.execute("SELECT count(*) FROM events").fetchone()
+            if count == 0:
+                break
+            fraction = 1.0 - target / max(used, 1)
+            n = max(1, min(count, int(count * fraction) + 1))
+            with _transaction(conn):
+                conn.execute(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?)",
+                    (n,),
+                )
+                _bump_drops(conn, "evicted", n)
+            evicted += n
+            self._reclaim(conn)
+        return evicted
+
+    def _used_bytes(self, conn: sqlite3.Connection) -> int:
+        (pages,) = conn.execute("PRAGMA page_count").fetchone()
+        (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+        return int(pages - free) * PAGE_SIZE
+
+    def _reclaim(self, conn: sqlite3.Connection) -> None:
+        """Return free pages to the OS and truncate the WAL (best effort)."""
+        conn.execute("PRAGMA incremental_vacuum").fetchall()
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def expire(self, max_age_s: float, now: float | None = None) -> int:
+        """Delete events older than ``max_age_s``, counted as ``expired``."""
+        cutoff = iso_time((time.time() if now is None else now) - max_age_s)
+        conn = self.conn
+        with _transaction(conn):
+            n = conn.execute("DELETE FROM events WHERE time < ?", (cutoff,)).rowcount
+            _bump_drops(conn, "expired", n)
+        if n:
+            self._reclaim(conn)
+        return n
+
+    def oldest_time(self) -> str | None:
+        row = self.conn.execute("SELECT time FROM events ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
+    # -- reading -------------------------------------------------------------------
+    def has_events(self) -> bool:
+        return bool(self.conn.execute("SELECT EXISTS (SELECT 1 FROM events)").fetchone()[0])
+
+    def queued(self) -> tuple[int, int]:
+        """(events, payload bytes) queued. O(n): for status, not the call path."""
+        n, size = self.conn.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM events"
+        ).fetchone()
+        return int(n), int(size)
+
+    def drops(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT reason, total FROM drops WHERE total > 0 ORDER BY reason")
+        return {str(r): int(n) for r, n in rows}
+
+    def unreported_drops(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT reason, unreported FROM drops WHERE unreported > 0")
+        return {str(r): int(n) for r, n in rows}
+
+    def read_batch(self, after_id: int, max_events: int, max_bytes: int) -> list[StoredEvent]:
+        """Up to ``max_events`` events with id > after_id, in id order, cut at ``max_bytes``.
+
+        Always returns at least one event if any is queued, so an oversized
+        event cannot wedge the queue.
+        """
+        rows = self.conn.execute(
+            "SELECT id, uuid, name, time, run_id, props, size FROM events "
+            "WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, max_events),
+        ).fetchall()
+        batch: list[StoredEvent] = []
+        total = 0
+        for row in rows:
+            event = StoredEvent(*row)
+            if batch and total + event.size > max_bytes:
+                break
+            batch.append(event)
+            total += event.size
+        return batch
+
+    def ack(self, first_id: int, last_id: int, reported: Mapping[str, int] | None = None) -> int:
+        """Delete delivered events (and mark reported drops) in one transaction."""
+        conn = self.conn
+        with _transaction(conn):
+            n = conn.execute(
+                "DELETE FROM events WHERE id BETWEEN ? AND ?", (first_id, last_id)
+            ).rowcount
+            for reason, count in (reported or {}).items():
+                conn.execute(
+                    "UPDATE drops SET unreported = max(unreported - ?, 0) WHERE reason = ?",
+                    (count, reason),
+                )
+        return int(n)
+
+    def drop_range(self, first_id: int, last_id: int, reason: str) -> int:
+        """Delete undeliverable events, counting them under ``reason``."""
+        conn = self.conn
+        with _transaction(conn):
+            n = conn.execute(
+                "DELETE FROM events WHERE id BETWEEN ? AND ?", (first_id, last_id)
+            ).rowcount
+            _bump_drops(conn, reason, n)
+        return int(n)
+
+    def reclaim(self) -> None:
+        self._reclaim(self.conn)
+
+    # -- meta ------------------------------------------------------------------------
+    def get_meta(self, key: str) -> Any:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value, sort_keys=True)),
+        )
+
+    def set_meta_many(self, items: Iterable[tuple[str, Any]]) -> None:
+        conn = self.conn
+        with _transaction(conn):
+            for key, value in items:
+                self.set_meta(key, value)
+
+    def clear(self) -> None:
+        """Delete all events and drop counts (the meta table stays)."""
+        conn = self.conn
+        with _transaction(conn):
+            conn.execute("DELETE FROM events")
+            conn.execute("DELETE FROM drops")
+        self._reclaim(conn)
+
+
+# Connections inherited across fork: kept alive so they are never closed in the child.
+_ABANDONED: list[sqlite3.Connection | None] = []
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+
+def _bump_drops(conn: sqlite3.Connection, reason: str, n: int) -> None:
+    if n > 0:
+        conn.execute(
+            "INSERT INTO drops (reason, total, unreported) VALUES (?, ?, ?) "
+            "ON CONFLICT (reason) DO UPDATE SET total = total + excluded.total, "
+            "unreported = unreported + excluded.unreported",
+            (reason, n, n),
+        )
+
+
+# (second, formatted prefix): one tuple, so threads swap it atomically.
+_SECOND_CACHE: tuple[int, str] = (-1, "")
+
+
+def iso_time(now: float) -> str:
+    """``2026-11-24T15:20:22.123456Z``: fixed width, so text order is time order."""
+    global _SECOND_CACHE
+    sec = int(now)
+    cached_sec, prefix = _SECOND_CACHE
+    if sec != cached_sec:
+        # Formatting the seconds part is the slow bit; reuse it within a second.
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        _SECOND_CACHE = (sec, prefix)
+    return f"{prefix}.{int((now - sec) * 1_000_000):06d}Z"

@@ -1,0 +1,277 @@
+"""``Telemetry``: the one object a host holds.
+
+Programmer errors (bad app name, endpoint, format, policy) raise at
+construction. After that nothing raises: ``track()`` sanitizes, appends one
+row to the local spool and returns; every fault is counted by reason.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sys
+import time
+import weakref
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from . import _consent, _ids
+from ._endpoint import validate_endpoint
+from ._errors import ConfigError
+from ._paths import UnsafeStateDir, default_state_dir, ensure_state_dir, env_prefix, validate_app
+from ._policy import Policy
+from ._purge import purge_state_dir
+from ._schema import Schema
+from ._store import Row, Spool, iso_time
+from ._writer import Writer
+
+__all__ = ["Telemetry"]
+
+FORMATS = ("json", "otlp")
+# One pre-built encoder: json.dumps() re-validates its keyword arguments per call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class Telemetry:
+    """Local-first usage telemetry for one app.
+
+    ``track()`` never raises, never touches the network and never waits more
+    than ``lock_wait_ms``; ``flush()`` is the only call that may block, and only
+    for its ``timeout``.
+    """
+
+    def __init__(
+        self,
+        app: str,
+        version: str,
+        schema: Schema | None = None,
+        endpoint: str | None = None,
+        enabled: bool = True,
+        state_dir: str | os.PathLike[str] | None = None,
+        format: str = "json",
+        **policy_overrides: Any,
+    ) -> None:
+        env = os.environ
+        self.app = validate_app(app)
+        if not isinstance(version, str) or not version or len(version) > 64:
+            raise ConfigError(
+                f"version must be a non-empty string of at most 64 chars, got {version!r}"
+            )
+        if format not in FORMATS:
+            raise ConfigError(f"format must be one of {FORMATS}, got {format!r}")
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"enabled must be a bool, got {enabled!r}")
+        self.version = version
+        self.format = format
+        self.policy = Policy.from_overrides(policy_overrides)
+        self.schema = schema if schema is not None else Schema.reference()
+        if not isinstance(self.schema, Schema):
+            raise ConfigError(f"schema must be a spool.Schema, got {type(schema).__name__}")
+        prefix = env_prefix(app)
+        self.endpoint = validate_endpoint(env.get(f"{prefix}_TELEMETRY_ENDPOINT") or endpoint)
+        self.run_id = _ids.new_run_id()
+        self.debug = _consent.debug_mode(app, env)
+        self._explicit_state_dir = state_dir is not None
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.decision = _consent.resolve(
+            app,
+            enabled=enabled,
+            state_dir=self._state_dir_if_exists(),
+            env=env,
+            allow_in_ci=self.policy.allow_in_ci,
+        )
+        self._drops: Counter[str] = Counter()  # losses before any writer exists
+        self._writer: Writer | None = None
+        self._closed = False
+        self._context = ""
+        if not self.decision.enabled:
+            # Opted out: remove whatever an earlier opted-in run left, create nothing.
+            existing = self._state_dir_if_exists()
+            if existing is not None:
+                purge_state_dir(existing, keep_marker=True)
+            return
+        if self.debug:
+            return
+        self._start()
+
+    # -- construction --------------------------------------------------------------------
+    def _state_dir_if_exists(self) -> Path | None:
+        path = self.state_dir
+        if path is None:
+            try:
+                path = default_state_dir(self.app)
+            except Exception:  # platformdirs failing is a runtime fault, not a crash
+                return None
+        return path if path.is_dir() else None
+
+    def _start(self) -> None:
+        try:
+            if self.state_dir is None:
+                self.state_dir = default_state_dir(self.app)
+            ensure_state_dir(self.state_dir)
+        except UnsafeStateDir as exc:
+            self._fault = exc.reason
+            self._fault_detail = str(exc)
+            return
+        except Exception as exc:  # pragma: no cover - platformdirs failure
+            self._fault = "unwritable"
+            self._fault_detail = str(exc)
+            return
+        self._writer = Writer(self.state_dir, self.policy)
+        self._writer.run_locked(self._write_config)
+        _register_exit(self)
+
+    def _write_config(self, spool: Spool) -> None:
+        """Store what the detached uploader needs, so it only needs the state dir."""
+        config = {
+            "app": self.app,
+            "app_version": self.version,
+            "endpoint": self.endpoint,
+            "format": self.format,
+            "schema": {
+                "name": self.schema.name,
+                "version": self.schema.version,
+                "hash": self.schema.hash,
+            },
+            "policy": self.policy.upload_settings(),
+        }
+        if spool.get_meta("config") != config:
+            spool.set_meta("config", config)
+
+    # -- the call path --------------------------------------------------------------------
+    def track(self, name: str, **props: Any) -> None:
+        """Record one event. Never raises, never does network I/O, never blocks."""
+        try:
+            self._track(name, props)
+        except Exception:
+            # The last line of defence: count it, never let it reach the host.
+            self._count("error")
+
+    def _track(self, name: str, props: Mapping[str, Any]) -> None:
+        if not self.decision.enabled or self._closed:
+            return
+        clean = self.schema.sanitize(name, props, self._count)
+        if clean is None:
+            return
+        props_json = _ENCODE(clean)
+        if self.debug:
+            line = {"name": name, "time": iso_time(time.time()), "props": clean}
+            print(json.dumps(line, separators=(",", ":")), file=sys.stderr)
+            return
+        writer = self._writer
+        if writer is None:
+            self._count(getattr(self, "_fault", "unwritable"))
+            return
+        size = len(name) + len(props_json)
+        if size > self.policy.max_event_bytes:
+            self._count("too_large")
+            return
+        writer.append(
+            Row(_ids.new_event_id(), name, iso_time(time.time()), self.run_id, props_json, size)
+        )
+
+    def _count(self, reason: str, n: int = 1) -> None:
+        writer = self._writer
+        if writer is not None:
+            writer.count_drop(reason, n)
+        else:
+            self._drops[reason] += n
+
+    # -- inspection and control -------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """A JSON-serializable snapshot. Never raises."""
+        out: dict[str, Any] = {
+            "app": self.app,
+            "enabled": self.decision.enabled,
+            "reason": self.decision.reason,
+            "debug": self.debug,
+            "state_dir": str(self.state_dir) if self.state_dir is not None else None,
+            "endpoint": self.endpoint,
+            "format": self.format,
+            "queued": 0,
+            "bytes": 0,
+            "disk_bytes": 0,
+            "oldest": None,
+            "buffered": 0,
+            "dropped": dict(self._drops),
+            "errors": {},
+            "fault": getattr(self, "_fault_detail", None),
+            "last_upload_at": None,
+            "next_attempt_at": None,
+        }
+        writer = self._writer
+        if writer is None:
+            return out
+        out["buffered"] = writer.buffered
+        out["errors"] = dict(writer.errors)
+        if writer.fault:
+            out["fault"] = writer.fault_detail or writer.fault
+        writer.sync(wait_ms=self.policy.lock_wait_ms)
+        dropped = Counter(self._drops)
+        dropped.update(writer.pending_drops)
+
+        def read(spool: Spool) -> None:
+            out["queued"], out["bytes"] = spool.queued()
+            out["disk_bytes"] = spool.disk_bytes()
+            out["oldest"] = spool.oldest_time()
+            dropped.update(spool.drops())
+            upload = spool.get_meta("upload") or {}
+            out["last_upload_at"] = upload.get("last_upload_at")
+            out["next_attempt_at"] = upload.get("next_attempt_at")
+
+        writer.run_locked(read)
+        out["dropped"] = {k: v for k, v in sorted(dropped.items()) if v > 0}
+        return out
+
+    def purge(self) -> None:
+        """Delete every queued event, drop count and the install id. Never raises."""
+        try:
+            writer = self._writer
+            if writer is not None:
+                writer.run_locked(lambda spool: spool.clear(), wait_ms=self.policy.close_wait_ms)
+            self._drops.clear()
+            if self.state_dir is not None:
+                _ids.forget_install(self.state_dir)
+        except Exception:
+            self._count("error")
+
+    def close(self) -> None:
+        """Write anything buffered and release the spool. Idempotent; never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        except Exception:
+            pass
+
+    def __enter__(self) -> Telemetry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _at_exit(self) -> None:
+        self.close()
+
+
+# atexit holds only weak references: a Telemetry the host dropped is not kept alive.
+_LIVE: weakref.WeakSet[Telemetry] = weakref.WeakSet()
+_EXIT_REGISTERED = False
+
+
+def _register_exit(t: Telemetry) -> None:
+    global _EXIT_REGISTERED
+    _LIVE.add(t)
+    if not _EXIT_REGISTERED:
+        atexit.register(_close_all)
+        _EXIT_REGISTERED = True
+
+
+def _close_all() -> None:
+    for t in list(_LIVE):
+        t._at_exit()

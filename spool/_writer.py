@@ -1,0 +1,209 @@
+"""The call path's write side: never raises, never blocks, counts every loss.
+
+Wraps a ``Spool`` with what the host needs around it:
+- a non-blocking thread lock: a contended call parks its row in a bounded
+  in-memory buffer instead of waiting;
+- the same buffer when another process holds SQLite's write lock for longer
+  than ``lock_wait_ms``; it is written on the next successful append or at close;
+- fork safety: a child re-opens its own connection and gets fresh locks;
+- drop counters by reason, kept in memory until the spool can take them.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections import Counter, deque
+from pathlib import Path
+from typing import Callable
+
+from ._paths import UnsafeStateDir
+from ._policy import Policy
+from ._store import Row, Spool, classify_error
+
+__all__ = ["Writer"]
+
+
+class Writer:
+    def __init__(self, state_dir: Path, policy: Policy) -> None:
+        self.state_dir = state_dir
+        self.policy = policy
+        self.pending_drops: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.fault: str | None = None  # why spooling is impossible, if it is
+        self.fault_detail = ""
+        self._lock = threading.Lock()
+        self._buffer: deque[Row] = deque()
+        self.spool: Spool | None = None
+        try:
+            self.spool = Spool(state_dir, policy)
+        except (UnsafeStateDir, sqlite3.Error, OSError) as exc:
+            self._set_fault(exc)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    # -- public -----------------------------------------------------------------------
+    def append(self, row: Row) -> None:
+        """Durably append one row, or buffer it, or count it; never raises."""
+        if self.spool is None:
+            self.pending_drops[self.fault or "unwritable"] += 1
+            return
+        if not self._lock.acquire(blocking=False):
+            # Another thread is mid-append: park the row rather than wait.
+            self._park([row])
+            return
+        try:
+            self._write(row)
+        finally:
+            self._lock.release()
+
+    def count_drop(self, reason: str, n: int = 1) -> None:
+        self.pending_drops[reason] += n
+
+    def sync(self, wait_ms: int | None = None) -> None:
+        """Write the buffer and pending drop counts, waiting up to ``wait_ms``.
+
+        Called at close/atexit and before an upload, where a short bounded wait
+        for another process's write lock is acceptable.
+        """
+        spool = self.spool
+        if spool is None:
+            return
+        wait_s = (self.policy.close_wait_ms if wait_ms is None else wait_ms) / 1000.0
+        if not self._lock.acquire(timeout=max(wait_s, 0.001)):
+            return
+        try:
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    self._flush_buffer(spool)
+                    self._flush_drops(spool)
+                    return
+                except sqlite3.Error as exc:
+                    reason = classify_error(exc)
+                    if reason != "locked" or time.monotonic() >= deadline:
+                        self._handle_error(exc, [])
+                        return
+                    time.sleep(0.002)
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        self.sync()
+        with self._lock:
+            if self._buffer:
+                self.pending_drops["locked"] += len(self._buffer)
+                self._buffer.clear()
+            if self.spool is not None:
+                self.spool.close()
+
+    def run_locked(self, fn: Callable[[Spool], object], wait_ms: int = 50) -> object:
+        """Run ``fn(spool)`` under the thread lock; None if unavailable. Never raises."""
+        spool = self.spool
+        if spool is None or not self._lock.acquire(timeout=wait_ms / 1000.0):
+            return None
+        try:
+            return fn(spool)
+        except (sqlite3.Error, OSError) as exc:
+            self._handle_error(exc, [])
+            return None
+        finally:
+            self._lock.release()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    # -- internals --------------------------------------------------------------------
+    def _write(self, row: Row) -> None:
+        spool = self.spool
+        assert spool is not None
+        rows = [row]
+        if self._buffer:
+            rows = self._take_buffer() + rows
+        try:
+            spool.append(rows)
+        except Exception as exc:  # classified and counted, never raised
+            self._handle_error(exc, rows)
+            return
+        try:
+            if self.pending_drops:
+                self._flush_drops(spool)
+            if spool.unchecked_bytes >= self.policy.size_check_bytes:
+                evicted = spool.enforce_cap()
+                if evicted:
+                    self.errors["cap_evictions"] += 1
+        except Exception as exc:  # classified and counted, never raised
+            self._handle_error(exc, [])
+
+    def _handle_error(self, exc: BaseException, rows: list[Row]) -> None:
+        reason = exc.reason if isinstance(exc, UnsafeStateDir) else classify_error(exc)
+        self.errors[reason] += 1
+        if reason == "locked":
+            self._park(rows)
+            return
+        if reason == "corrupt" and self.spool is not None:
+            try:
+                self.spool.recover_corrupt()
+                if rows:
+                    self.spool.append(rows)
+                return
+            except (sqlite3.Error, OSError, UnsafeStateDir) as again:
+                self._set_fault(again)
+        if rows:
+            self.pending_drops[reason] += len(rows)
+
+    def _park(self, rows: list[Row]) -> None:
+        room = self.policy.buffer_events - len(self._buffer)
+        for row in rows[: max(room, 0)]:
+            self._buffer.append(row)
+        lost = len(rows) - max(room, 0)
+        if lost > 0:
+            self.pending_drops["locked"] += lost
+
+    def _take_buffer(self) -> list[Row]:
+        rows: list[Row] = []
+        while self._buffer:
+            try:
+                rows.append(self._buffer.popleft())
+            except IndexError:  # pragma: no cover - emptied by another thread
+                break
+        return rows
+
+    def _flush_buffer(self, spool: Spool) -> None:
+        if not self._buffer:
+            return
+        rows = self._take_buffer()
+        try:
+            spool.append(rows)
+        except sqlite3.Error:
+            # Put them back in order; the caller decides whether to retry.
+            self._buffer.extendleft(reversed(rows))
+            raise
+
+    def _flush_drops(self, spool: Spool) -> None:
+        if not self.pending_drops:
+            return
+        snapshot = dict(self.pending_drops)
+        spool.add_drops(snapshot)
+        self.pending_drops.subtract(snapshot)
+        for reason in [r for r, n in self.pending_drops.items() if n <= 0]:
+            del self.pending_drops[reason]
+
+    def _set_fault(self, exc: BaseException) -> None:
+        self.fault = exc.reason if isinstance(exc, UnsafeStateDir) else classify_error(exc)
+        self.errors[self.fault] += 1
+        self.fault_detail = str(exc)
+        if self.spool is not None:
+            self.spool.close()
+        self.spool = None
+
+    def _after_fork_in_child(self) -> None:
+        # A lock held by another parent thread at fork time would never be
+        # released in the child; the parent's buffered rows belong to the parent.
+        self._lock = threading.Lock()
+        self._buffer = deque()
+        self.pending_drops = Counter()
+        # The spool re-opens its connection lazily on first use in the child.

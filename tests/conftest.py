@@ -1,0 +1,40 @@
+"""Shared fixtures. Tests control the environment explicitly: CI=true (set by
+the landing run) would otherwise switch telemetry off."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Variables that change consent or endpoints; cleared for every test.
+_CONSENT_VARS = (
+    "DO_NOT_TRACK",
+    "CI",
+    "GITHUB_ACTIONS",
+    "GITLAB_CI",
+    "BUILDKITE",
+    "CIRCLECI",
+    "TRAVIS",
+    "JENKINS_URL",
+    "TEAMCITY_VERSION",
+    "TF_BUILD",
+    "CODEBUILD_BUILD_ARN",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for var in list(os.environ):
+        if var in _CONSENT_VARS or "_TELEMETRY_" in var:
+            monkeypatch.delenv(var, raising=False)
+    # The documented override: keep telemetry on under CI and pytest.
+    monkeypatch.setenv("DEMO_TELEMETRY_ALLOW_CI", "1")
+    yield
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
