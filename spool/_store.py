@@ -334,13 +334,23 @@ class Spool:
             total += event.size
         return batch
 
-    def ack(self, first_id: int, last_id: int, reported: Mapping[str, int] | None = None) -> int:
-        """Delete delivered events (and mark reported drops) in one transaction."""
+    def ack(
+        self,
+        first_id: int,
+        last_id: int,
+        reported: Mapping[str, int] | None = None,
+        *,
+        uuids: Sequence[str] | None = None,
+    ) -> int:
+        """Delete delivered events (and mark reported drops) in one transaction.
+
+        With ``uuids`` (the uploader always passes the batch's), only rows in
+        the id range whose uuid was in the batch go: ids are not AUTOINCREMENT,
+        so a reused id can never delete a newer, unsent event.
+        """
         conn = self.conn
         with _transaction(conn):
-            n = conn.execute(
-                "DELETE FROM events WHERE id BETWEEN ? AND ?", (first_id, last_id)
-            ).rowcount
+            n = _delete_range(conn, first_id, last_id, uuids)
             for reason, count in (reported or {}).items():
                 conn.execute(
                     "UPDATE drops SET unreported = max(unreported - ?, 0) WHERE reason = ?",
@@ -348,13 +358,13 @@ class Spool:
                 )
         return int(n)
 
-    def drop_range(self, first_id: int, last_id: int, reason: str) -> int:
-        """Delete undeliverable events, counting them under ``reason``."""
+    def drop_range(
+        self, first_id: int, last_id: int, reason: str, *, uuids: Sequence[str] | None = None
+    ) -> int:
+        """Delete undeliverable events, counting them under ``reason`` (``uuids`` as in ack)."""
         conn = self.conn
         with _transaction(conn):
-            n = conn.execute(
-                "DELETE FROM events WHERE id BETWEEN ? AND ?", (first_id, last_id)
-            ).rowcount
+            n = _delete_range(conn, first_id, last_id, uuids)
             _bump_drops(conn, reason, n)
         return int(n)
 
@@ -407,6 +417,20 @@ class _transaction:
             self.conn.execute("COMMIT")
         elif self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
+
+
+def _delete_range(
+    conn: sqlite3.Connection, first_id: int, last_id: int, uuids: Sequence[str] | None
+) -> int:
+    if uuids is None:
+        cur = conn.execute("DELETE FROM events WHERE id BETWEEN ? AND ?", (first_id, last_id))
+    else:
+        cur = conn.execute(
+            "DELETE FROM events WHERE id BETWEEN ? AND ? "
+            "AND uuid IN (SELECT value FROM json_each(?))",
+            (first_id, last_id, json.dumps(list(uuids))),
+        )
+    return int(cur.rowcount)
 
 
 def _bump_drops(conn: sqlite3.Connection, reason: str, n: int) -> None:
