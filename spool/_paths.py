@@ -14,6 +14,8 @@ import stat
 import sys
 from pathlib import Path
 
+from ._errors import ConfigError
+
 __all__ = [
     "DB_NAME",
     "INSTALL_NAME",
@@ -47,7 +49,7 @@ class UnsafeStateDir(Exception):
 
 def validate_app(app: object) -> str:
     if not isinstance(app, str) or not _APP_RE.fullmatch(app):
-        raise ValueError(
+        raise ConfigError(
             f"app must match [a-z0-9][a-z0-9_-]{{0,63}} (lower-case, e.g. 'my-sdk'), got {app!r}"
         )
     return app

@@ -247,18 +247,20 @@ class Spool:
         if self.disk_bytes() <= self.high_water:
             return 0
         conn = self.conn
+        # Often a checkpoint alone suffices: the WAL is what grew.
         self._reclaim(conn)
         evicted = 0
         target = int(self.policy.max_bytes * self.policy.evict_to_fraction)
         for _ in range(4):
             used = self._used_bytes(conn)
-            if used <= target and self.disk_bytes() <= self.high_water:
+            if used <= target:
+                # Still over only because of the WAL (a long reader can pin it):
+                # evicting events would not shrink it, the next checkpoint will.
                 break
             (count,) = conn.execute("SELECT count(*) FROM events").fetchone()
             if count == 0:
                 break
-            fraction = 1.0 - target / max(used, 1)
-            n = max(1, min(count, int(count * fraction) + 1))
+            n = max(1, min(count, int(count * (1.0 - target / used)) + 1))
             with _transaction(conn):
                 conn.execute(
                     "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?)",

@@ -76,17 +76,28 @@ class Telemetry:
         self.debug = _consent.debug_mode(app, env)
         self._explicit_state_dir = state_dir is not None
         self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.decision = _consent.Decision(False, "not_started")
+        self._drops: Counter[str] = Counter()  # losses before any writer exists
+        self._writer: Writer | None = None
+        self._closed = False
+        try:
+            self._init_runtime(enabled)
+        except Exception as exc:
+            # Runtime faults at construction (unreadable home, broken platformdirs...)
+            # never reach the host: count them and run as a no-op.
+            self._fault = "error"
+            self._fault_detail = f"construction failed: {type(exc).__name__}: {exc}"
+            self._count("error")
+
+    def _init_runtime(self, enabled: bool) -> None:
+        env = os.environ
         self.decision = _consent.resolve(
-            app,
+            self.app,
             enabled=enabled,
             state_dir=self._state_dir_if_exists(),
             env=env,
             allow_in_ci=self.policy.allow_in_ci,
         )
-        self._drops: Counter[str] = Counter()  # losses before any writer exists
-        self._writer: Writer | None = None
-        self._closed = False
-        self._context = ""
         if not self.decision.enabled:
             # Opted out: remove whatever an earlier opted-in run left, create nothing.
             existing = self._state_dir_if_exists()
@@ -105,7 +116,10 @@ class Telemetry:
                 path = default_state_dir(self.app)
             except Exception:  # platformdirs failing is a runtime fault, not a crash
                 return None
-        return path if path.is_dir() else None
+        try:
+            return path if path.is_dir() else None
+        except OSError:  # e.g. a parent we may not traverse: treat as absent
+            return None
 
     def _start(self) -> None:
         try:
@@ -122,6 +136,7 @@ class Telemetry:
             return
         self._writer = Writer(self.state_dir, self.policy)
         self._writer.run_locked(self._write_config)
+        self._writer.run_locked(self._expire_if_due)
         _register_exit(self)
 
     def _write_config(self, spool: Spool) -> None:
@@ -140,6 +155,20 @@ class Telemetry:
         }
         if spool.get_meta("config") != config:
             spool.set_meta("config", config)
+
+    def _expire_if_due(self, spool: Spool) -> None:
+        # One indexed lookup of the oldest row; the full expiry scan runs only
+        # when something really is too old (and in every uploader pass).
+        oldest = spool.oldest_time()
+        max_age_s = self.policy.max_age_days * 86400.0
+        if oldest is not None and oldest < iso_time(time.time() - max_age_s):
+            spool.expire(max_age_s)
+
+    def _after_fork_in_child(self) -> None:
+        # A forked child is a new run: its events must not share the parent's run id.
+        self.run_id = _ids.new_run_id()
+        if self._writer is not None:
+            self._writer.after_fork_in_child()
 
     # -- the call path --------------------------------------------------------------------
     def track(self, name: str, **props: Any) -> None:
@@ -269,7 +298,14 @@ def _register_exit(t: Telemetry) -> None:
     _LIVE.add(t)
     if not _EXIT_REGISTERED:
         atexit.register(_close_all)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_after_fork_all)
         _EXIT_REGISTERED = True
+
+
+def _after_fork_all() -> None:
+    for t in list(_LIVE):
+        t._after_fork_in_child()
 
 
 def _close_all() -> None:

@@ -11,7 +11,6 @@ Wraps a ``Spool`` with what the host needs around it:
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
@@ -41,8 +40,6 @@ class Writer:
             self.spool = Spool(state_dir, policy)
         except (UnsafeStateDir, sqlite3.Error, OSError) as exc:
             self._set_fault(exc)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork_in_child)
 
     # -- public -----------------------------------------------------------------------
     def append(self, row: Row) -> None:
@@ -200,7 +197,8 @@ class Writer:
             self.spool.close()
         self.spool = None
 
-    def _after_fork_in_child(self) -> None:
+    def after_fork_in_child(self) -> None:
+        """Called by the facade's at-fork hook in the child process."""
         # A lock held by another parent thread at fork time would never be
         # released in the child; the parent's buffered rows belong to the parent.
         self._lock = threading.Lock()

@@ -1,0 +1,59 @@
+"""Run real host processes for tests: a fresh interpreter with a clean env."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+_CONSENT_VARS = (
+    "DO_NOT_TRACK",
+    "CI",
+    "GITHUB_ACTIONS",
+    "GITLAB_CI",
+    "BUILDKITE",
+    "CIRCLECI",
+    "TRAVIS",
+    "JENKINS_URL",
+    "TEAMCITY_VERSION",
+    "TF_BUILD",
+    "CODEBUILD_BUILD_ARN",
+    "PYTEST_CURRENT_TEST",
+    "PYTEST_XDIST_WORKER",
+)
+
+
+def host_env(**extra: str) -> dict[str, str]:
+    """os.environ without consent-changing variables, plus the CI override for app 'demo'."""
+    env = {k: v for k, v in os.environ.items() if k not in _CONSENT_VARS and "_TELEMETRY_" not in k}
+    env["DEMO_TELEMETRY_ALLOW_CI"] = "1"
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def run_host(
+    code: str, *, env: dict[str, str] | None = None, timeout: float = 120.0, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a new interpreter; its stdout/stderr are captured as text."""
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env if env is not None else host_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(ROOT),
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"host failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def last_json(stdout: str) -> Any:
+    """The last line of a host's stdout, parsed as JSON."""
+    return json.loads(stdout.strip().splitlines()[-1])

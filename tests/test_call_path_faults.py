@@ -1,0 +1,276 @@
+"""Never harm the host: each fault of the durable call path, caused for real."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from spool import Telemetry
+
+from .hosts import host_env, last_json, run_host
+
+NOBODY = 65534
+needs_root = pytest.mark.skipif(
+    not hasattr(os, "getuid") or os.getuid() != 0,
+    reason="dropping to another uid needs root; as a normal user the dir is already foreign",
+)
+
+
+def _count_rows(state_dir: Path, name: str = "cli_command") -> int:
+    db = sqlite3.connect(state_dir / "spool.db")
+    try:
+        return int(db.execute("SELECT count(*) FROM events WHERE name = ?", (name,)).fetchone()[0])
+    finally:
+        db.close()
+
+
+# -- an unusable state dir ----------------------------------------------------------------
+@needs_root
+@pytest.mark.parametrize("layout", ["dir_read_only", "parent_read_only"])
+def test_unwritable_state_dir_is_refused_and_counted(layout: str) -> None:
+    # A real permission failure: the host runs as 'nobody' (root bypasses modes).
+    # pytest's tmp_path sits under a root-only 0700 dir, so use a traversable one.
+    top = Path(tempfile.mkdtemp(prefix="telespool-nobody-"))
+    os.chmod(top, 0o755)
+    base = top / "home"
+    base.mkdir()
+    os.chown(base, NOBODY, NOBODY)
+    if layout == "dir_read_only":
+        state = base / "state"
+        state.mkdir(mode=0o500)
+        os.chown(state, NOBODY, NOBODY)
+        os.chmod(state, 0o500)
+    else:
+        os.chmod(base, 0o500)
+        state = base / "state"
+    code = f"""
+import json, os
+from spool import Telemetry
+os.setgid({NOBODY}); os.setuid({NOBODY})
+t = Telemetry("demo", "1.0.0", state_dir={str(state)!r})
+for i in range(5):
+    t.track("cli_command", command="eval")
+print(json.dumps(t.status()))
+"""
+    status = last_json(run_host(code).stdout)
+    assert status["enabled"] is True
+    assert status["queued"] == 0
+    assert status["dropped"].get("unwritable", 0) >= 5
+    assert "writable" in status["fault"] or "create" in status["fault"]
+    assert not (state / "spool.db").exists()
+    shutil.rmtree(top)
+
+
+def test_state_dir_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    if os.getuid() == 0:
+        os.chown(state, NOBODY, NOBODY)
+    else:  # pragma: no cover - only a root run can give a dir away
+        pytest.skip("cannot chown without root")
+    with Telemetry("demo", "1.0.0", state_dir=state) as t:
+        t.track("cli_command", command="eval")
+        status = t.status()
+    assert status["dropped"].get("insecure_dir", 0) >= 1
+    assert "owned by uid" in status["fault"]
+    assert os.listdir(state) == []
+
+
+@pytest.mark.parametrize("mode", [0o770, 0o707, 0o777])
+def test_state_dir_writable_by_group_or_others_is_refused(tmp_path: Path, mode: int) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chmod(state, mode)
+    with Telemetry("demo", "1.0.0", state_dir=state) as t:
+        t.track("cli_command", command="eval")
+        status = t.status()
+    assert status["dropped"].get("insecure_dir", 0) >= 1
+    assert "writable by group or others" in status["fault"]
+    assert os.listdir(state) == []
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "symlink"])
+def test_something_other_than_a_file_at_the_database_path_is_refused(
+    tmp_path: Path, kind: str
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    db = state / "spool.db"
+    if kind == "directory":
+        db.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(db)  # opening it would block the host forever
+    else:
+        (tmp_path / "elsewhere.db").write_bytes(b"")
+        db.symlink_to(tmp_path / "elsewhere.db")
+    with Telemetry("demo", "1.0.0", state_dir=state) as t:
+        t.track("cli_command", command="eval")
+        status = t.status()
+    assert status["dropped"].get("unusable_path", 0) >= 1
+
+
+# -- a corrupt database ------------------------------------------------------------------
+def test_a_file_that_is_not_a_database_is_moved_aside(state_dir: Path) -> None:
+    state_dir.mkdir(mode=0o700)
+    (state_dir / "spool.db").write_bytes(b"this is not a database, just text " * 200)
+    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
+        t.track("cli_command", command="eval")
+        status = t.status()
+    aside = [p for p in os.listdir(state_dir) if p.startswith("spool.db.corrupt-")]
+    assert aside == [aside[0]] and aside[0].startswith("spool.db.corrupt-")
+    assert status["dropped"].get("corrupt") == 1
+    assert _count_rows(state_dir) == 1
+
+
+def test_a_database_corrupted_mid_use_is_moved_aside_and_spooling_continues(
+    state_dir: Path,
+) -> None:
+    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
+        for _ in range(2000):
+            t.track("cli_command", command="eval")
+    # Overwrite the events table's b-tree pages (page 3 onward) with garbage.
+    path = state_dir / "spool.db"
+    with open(path, "r+b") as f:
+        f.seek(2 * 4096)
+        f.write(b"\xde\xad\xbe\xef" * 4096 * 2)
+    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
+        for _ in range(3):
+            t.track("cli_command", command="eval")
+        status = t.status()
+    assert status["dropped"].get("corrupt", 0) >= 1
+    assert any(p.startswith("spool.db.corrupt-") for p in os.listdir(state_dir))
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert _count_rows(state_dir) == 3
+
+
+# -- another process holds the write lock -------------------------------------------------
+class ExternalWriter:
+    """A real ``sqlite3`` CLI session holding the write lock inside BEGIN IMMEDIATE."""
+
+    def __init__(self, db: Path) -> None:
+        self.proc = subprocess.Popen(
+            ["sqlite3", str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("BEGIN IMMEDIATE;\nSELECT 'holding';\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == "holding"
+
+    def release(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("COMMIT;\n.quit\n")
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def test_held_write_lock_buffers_events_then_writes_them(state_dir: Path) -> None:
+    with Telemetry("demo", "1.0.0", state_dir=state_dir, buffer_events=50) as t:
+        t.track("cli_command", command="eval")
+        before = _count_rows(state_dir)
+        holder = ExternalWriter(state_dir / "spool.db")
+        try:
+            for _ in range(60):
+                t.track("cli_command", command="eval")  # returns at once: buffered
+            status = t.status()
+            assert status["buffered"] == 50
+            assert status["dropped"].get("locked") == 10
+        finally:
+            holder.release()
+        t.track("cli_command", command="eval")  # next append writes the buffer first
+        assert _count_rows(state_dir) == before + 51
+        assert t.status()["buffered"] == 0
+
+
+def test_buffer_is_written_at_close_when_the_lock_is_released(state_dir: Path) -> None:
+    t = Telemetry("demo", "1.0.0", state_dir=state_dir)
+    t.track("cli_command", command="eval")
+    holder = ExternalWriter(state_dir / "spool.db")
+    for _ in range(5):
+        t.track("cli_command", command="eval")
+    holder.release()
+    t.close()
+    assert _count_rows(state_dir) == 6
+
+
+# -- disk full ---------------------------------------------------------------------------
+def test_disk_full_is_counted_and_the_host_keeps_running(tmp_path: Path) -> None:
+    # RLIMIT_FSIZE makes the kernel refuse writes past 256 KiB (EFBIG), exactly
+    # as a full disk refuses them. SIGXFSZ is ignored, as a host that survives it must.
+    state = tmp_path / "state"
+    code = f"""
+import json, resource, signal
+from spool import Telemetry
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+t = Telemetry("demo", "1.0.0", state_dir={str(state)!r}, max_bytes=64 * 1024 * 1024,
+              size_check_bytes=1024 * 1024)
+for i in range(20000):
+    t.track("cli_command", command="eval")
+print(json.dumps(t.status()))
+t.close()
+print("host still running")
+"""
+    proc = run_host(code)
+    assert proc.stdout.strip().splitlines()[-1] == "host still running"
+    status = last_json(proc.stdout.strip().splitlines()[-2])
+    assert status["dropped"].get("disk_full", 0) > 0
+    assert status["queued"] > 0
+
+
+# -- fork and concurrency ----------------------------------------------------------------
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this OS")
+def test_forked_child_appends_through_its_own_connection(state_dir: Path) -> None:
+    t = Telemetry("demo", "1.0.0", state_dir=state_dir)
+    t.track("cli_command", command="eval")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 0
+        try:
+            for _ in range(100):
+                t.track("cli_command", command="dashboard")
+            t.close()
+        except BaseException:
+            code = 1
+        os._exit(code)
+    for _ in range(100):
+        t.track("cli_command", command="telemetry")
+    _, status = os.waitpid(pid, 0)
+    t.close()
+    assert os.waitstatus_to_exitcode(status) == 0
+    db = sqlite3.connect(state_dir / "spool.db")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert _count_rows(state_dir) == 201
+    runs = db.execute(
+        "SELECT count(DISTINCT run_id) FROM events WHERE name = 'cli_command'"
+    ).fetchone()[0]
+    assert runs == 2
+
+
+def test_four_processes_appending_at_once_lose_nothing(state_dir: Path) -> None:
+    code = f"""
+from spool import Telemetry
+t = Telemetry("demo", "1.0.0", state_dir={str(state_dir)!r})
+for i in range(10000):
+    t.track("cli_command", command="eval")
+"""
+    env = host_env()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    db = sqlite3.connect(state_dir / "spool.db")
+    assert _count_rows(state_dir) == 40000
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    drops = dict(db.execute("SELECT reason, total FROM drops").fetchall())
+    assert "locked" not in drops
