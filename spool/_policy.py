@@ -31,8 +31,9 @@ class Policy:
     size_check_bytes: int = 64 * KiB
     # Evict down to this fraction of the cap, so eviction runs rarely in bursts.
     evict_to_fraction: float = 0.8
-    # Checkpoint the WAL after this many pages (4 KiB each): bounds the WAL file.
-    wal_autocheckpoint_pages: int = 256
+    # Checkpoint the WAL after this many 4 KiB pages (SQLite's default); capped at
+    # 1/8 of max_bytes so a small cap still leaves room for the data.
+    wal_autocheckpoint_pages: int = 1000
     # Bigger props are a bug in the host, not telemetry; stored nowhere.
     max_event_bytes: int = 4 * KiB
 

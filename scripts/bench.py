@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmarks of telespool and its anchors; writes docs/performance.md.
+
+    .venv/bin/python scripts/bench.py            # full run (several minutes)
+    .venv/bin/python scripts/bench.py --quick    # fewer repetitions, for a smoke test
+
+Everything runs on this machine in one run, loopback only. The anchors
+(posthog, segment-analytics-python, persist-queue) come from the ``bench`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_sinks import Sinks  # noqa: E402
+
+from spool import Telemetry  # noqa: E402
+from spool._store import Row, Spool, iso_time  # noqa: E402
+
+PY = sys.executable
+APP = "benchhost"
+
+
+def env_for_hosts() -> dict[str, str]:
+    """A clean environment: CI variables would switch telemetry off in the hosts."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "DO_NOT_TRACK")}
+    env["BENCHHOST_TELEMETRY_ALLOW_CI"] = "1"
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def pct(samples_ns: list[int]) -> dict[str, float]:
+    s = sorted(samples_ns)
+    n = len(s)
+    return {
+        "p50": s[n // 2] / 1000,
+        "p99": s[min(n - 1, int(n * 0.99))] / 1000,
+        "max": s[-1] / 1000,
+        "mean": sum(s) / n / 1000,
+    }
+
+
+def time_calls(fn: Callable[[int], object], n: int, warmup: int = 500) -> dict[str, float]:
+    for i in range(warmup):
+        fn(i)
+    samples = []
+    clock = time.perf_counter_ns
+    for i in range(n):
+        t0 = clock()
+        fn(i)
+        samples.append(clock() - t0)
+    return pct(samples)
+
+
+# -- per-event cost --------------------------------------------------------------------
+TRACK_PROPS = {
+    "engine": "pipeline",
+    "provider": "other",
+    "carrier": "twilio",
+    "direction": "inbound",
+}
+
+
+def bench_track(n: int, tmp: Path, fill: float) -> dict[str, float]:
+    state = tmp / f"track-{fill}"
+    t = Telemetry(APP, "1.0.0", state_dir=state, allow_in_ci=True)
+    if fill:
+        _prefill(state, t.policy.max_bytes * fill)
+    stats = time_calls(lambda i: t.track("call_started", **TRACK_PROPS), n)
+    stats["disk_mb"] = _disk(state) / 2**20
+    t.close()
+    return stats
+
+
+def _prefill(state: Path, target: float) -> None:
+    spool = Spool(state, __import__("spool._policy", fromlist=["Policy"]).Policy())
+    props = json.dumps(TRACK_PROPS, separators=(",", ":"))
+    while spool.disk_bytes() < target:
+        now = iso_time(time.time())
+        spool.append([Row(os.urandom(16).hex(), "call_started", now, "r" * 36, props, 90)] * 2000)
+    spool.close()
+
+
+def _disk(state: Path) -> int:
+    return sum(
+        os.stat(state / n).st_size for n in ("spool.db", "spool.db-wal") if (state / n).exists()
+    )
+
+
+def bench_raw_sqlite(n: int, tmp: Path) -> dict[str, float]:
+    conn = sqlite3.connect(tmp / "raw.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, uuid TEXT, name TEXT, time TEXT,"
+        " run_id TEXT, props TEXT, size INTEGER)"
+    )
+    props = json.dumps(TRACK_PROPS, separators=(",", ":"))
+    rows = [
+        (os.urandom(16).hex(), "call_started", iso_time(time.time()), "r" * 36, props, 90)
+        for _ in range(1000)
+    ]
+    sql = "INSERT INTO events (uuid, name, time, run_id, props, size) VALUES (?, ?, ?, ?, ?, ?)"
+    stats = time_calls(lambda i: conn.execute(sql, rows[i % 1000]), n)
+    conn.close()
+    return stats
+
+
+def bench_posthog(n: int, url: str) -> dict[str, float]:
+    from posthog import Posthog
+
+    client = Posthog("phc_bench", host=url, max_retries=0, timeout=1)
+    stats = time_calls(
+        lambda i: client.capture("call_started", distinct_id="bench", properties=TRACK_PROPS), n
+    )
+    client.shutdown()
+    return stats
+
+
+def bench_segment(n: int, url: str) -> dict[str, float]:
+    from segment.analytics.client import Client
+
+    client = Client("bench-key", host=url, max_retries=0, timeout=1, max_queue_size=10**7)
+    stats = time_calls(lambda i: client.track("bench", "call_started", TRACK_PROPS), n)
+    client.shutdown()
+    return stats
+
+
+def bench_persist_queue(n: int, tmp: Path) -> dict[str, float]:
+    from persistqueue import SQLiteQueue
+
+    q = SQLiteQueue(str(tmp / "pq"), auto_commit=True)
+    return time_calls(lambda i: q.put(("call_started", TRACK_PROPS)), n)
+
+
+# -- whole processes -----------------------------------------------------------------
+def run_ms(code: str, runs: int) -> float:
+    """Median wall time of a whole interpreter running ``code``."""
+    env = env_for_hosts()
+    walls = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([PY, "-c", code], env=env, check=True, capture_output=True)
+        walls.append(time.perf_counter() - t0)
+    return statistics.median(walls) * 1000
+
+
+def exit_delay_ms(code: str, runs: int, timeout: float = 60.0) -> float:
+    """Median time from the host's last line of work to its process being gone.
+
+    The host prints time.monotonic() when its work is done; CLOCK_MONOTONIC is
+    system-wide on Linux and macOS, so the parent compares it with its own.
+    """
+    env = env_for_hosts()
+    delays = []
+    for _ in range(runs):
+        proc = subprocess.Popen([PY, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+        out, _ = proc.communicate(timeout=timeout)
+        end = time.monotonic()
+        mark = float(out.strip().splitlines()[-1])
+        delays.append(end - mark)
+    return statistics.median(delays) * 1000
+
+
+HOSTS = {
+    "no telemetry": """
+import time
+for i in range(10):
+    pass
+print(time.monotonic(), flush=True)
+""",
+    "telespool": """
+import time
+from spool import Telemetry
+t = Telemetry("benchhost", "1.0.0", endpoint={url!r}, state_dir={state!r}, trigger_interval_s=0)
+for i in range(10):
+    t.track("call_started", engine="pipeline", carrier="twilio", direction="inbound")
+print(time.monotonic(), flush=True)
+""",
+    "posthog": """
+import time
+from posthog import Posthog
+p = Posthog("phc_bench", host={url!r})
+for i in range(10):
+    p.capture("call_started", distinct_id="bench", properties={{"engine": "pipeline"}})
+print(time.monotonic(), flush=True)
+""",
+    "segment": """
+import time
+import segment.analytics as analytics
+analytics.write_key = "bench"
+analytics.host = {url!r}
+for i in range(10):
+    analytics.track("bench", "call_started", {{"engine": "pipeline"}})
+print(time.monotonic(), flush=True)
+""",
+}
+
+
+def bench_exit(sinks: Sinks, tmp: Path, runs: int) -> dict[str, dict[str, float]]:
+    table: dict[str, dict[str, float]] = {}
+    for condition, url in sinks.urls().items():
+        for name, template in HOSTS.items():
+            state = str(tmp / f"exit-{condition}-{name}")
+            code = textwrap.dedent(template).format(url=url, state=state)
+            slow = name == "segment" and condition != "up"
+            n = max(1, runs // 3) if slow else runs
+            table.setdefault(name, {})[condition] = exit_delay_ms(code, n, timeout=120)
+    return table
+
+
+def bench_import(runs: int) -> dict[str, float]:
+    return {
+        "bare interpreter": run_ms("pass", runs),
+        "import spool": run_ms("import spool", runs),
+        "construction + first track()": run_ms(
+            textwrap.dedent("""
+                import tempfile
+                from spool import Telemetry
+                t = Telemetry("benchhost", "1.0.0", state_dir=tempfile.mkdtemp() + "/s")
+                t.track("call_started", engine="pipeline", direction="inbound")
+                """),
+            runs,
+        ),
+        "import posthog": run_ms("import posthog", max(3, runs // 2)),
+        "import segment.analytics": run_ms("import segment.analytics", max(3, runs // 2)),
+    }
+
+
+# -- disk ----------------------------------------------------------------------------
+def bench_disk(tmp: Path, flood: int) -> dict[str, Any]:
+    state = tmp / "disk"
+    t = Telemetry(APP, "1.0.0", state_dir=state, allow_in_ci=True)
+    points = []
+    worst = 0
+    t0 = time.perf_counter()
+    marks = {1_000, 10_000, 50_000, 100_000}
+    for i in range(1, flood + 1):
+        t.track("call_started", **TRACK_PROPS)
+        if i % 1000 == 0:
+            worst = max(worst, _disk(state))
+        if i in marks:
+            st = t.status()
+            points.append({"tracked": i, "queued": st["queued"], "disk_bytes": _disk(state)})
+    elapsed = time.perf_counter() - t0
+    st = t.status()
+    t.close()
+    return {
+        "points": points,
+        "flood": flood,
+        "cap": t.policy.max_bytes,
+        "worst_disk": worst,
+        "evicted": st["dropped"].get("evicted", 0),
+        "queued_after": st["queued"],
+        "seconds": elapsed,
+    }
+
+
+# -- report --------------------------------------------------------------------------
+def machine() -> str:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{platform.system()} {platform.release()} ({platform.machine()}), {cpu}, "
+        f"{os.cpu_count()} cores; Python {platform.python_version()}; "
+        f"SQLite {sqlite3.sqlite_version}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
+    args = parser.parse_args()
+    q = args.quick
+    n = 5_000 if q else 30_000
+    runs = 3 if q else 9
+    results: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    with tempfile.TemporaryDirectory(prefix="telespool-bench-") as d, Sinks() as sinks:
+        tmp = Path(d)
+        print("per-event cost ...", flush=True)
+        results["per_event"] = {
+            "telespool track(), empty spool": bench_track(n, tmp, 0.0),
+            "telespool track(), spool 90% full": bench_track(n, tmp, 0.9),
+            "raw sqlite3 WAL insert": bench_raw_sqlite(n, tmp),
+            "posthog capture()": bench_posthog(n, sinks.urls()["refused"]),
+            "segment track()": bench_segment(n, sinks.urls()["refused"]),
+            "persist-queue put()": bench_persist_queue(min(n, 5000), tmp),
+        }
+        print("import cost ...", flush=True)
+        results["import"] = bench_import(runs * 2)
+        print("exit delay ...", flush=True)
+        results["exit"] = bench_exit(sinks, tmp, runs)
+        print("drain ...", flush=True)
+        results["drain"] = _drain(quick=q)
+        print("disk ...", flush=True)
+        results["disk"] = bench_disk(tmp, 100_000 if q else 1_000_000)
+    report = render(results)
+    Path(args.out).write_text(report, encoding="utf-8")
+    (ROOT / "docs" / "performance.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(report)
+    return 0
+
+
+def _drain(quick: bool) -> dict[str, Any]:
+    try:
+        from bench_drain import run as run_drain
+    except ImportError:
+        return {}
+    result: dict[str, Any] = run_drain(quick=quick)
+    return result
+
+
+def render(r: dict[str, Any]) -> str:
+    from bench_report import render as render_report
+
+    text: str = render_report(r)
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""The disk cap and the age limit: bounded bytes, oldest first, every loss counted."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from spool import Telemetry
+from spool._policy import Policy
+from spool._store import Row, Spool, iso_time
+
+CAP = 512 * 1024
+
+
+def _disk(state_dir: Path) -> int:
+    total = 0
+    for name in ("spool.db", "spool.db-wal"):
+        try:
+            total += os.stat(state_dir / name).st_size
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def test_database_plus_wal_never_exceed_the_cap_under_a_flood(state_dir: Path) -> None:
+    worst = 0
+    with Telemetry(
+        "demo", "1.0.0", state_dir=state_dir, max_bytes=CAP, size_check_bytes=16 * 1024
+    ) as t:
+        for i in range(30_000):
+            t.track("cli_command", command="eval")
+            if i % 100 == 0:
+                worst = max(worst, _disk(state_dir))
+        status = t.status()
+    assert worst <= CAP, f"disk reached {worst} bytes with a cap of {CAP}"
+    assert status["dropped"]["evicted"] > 0
+    db = sqlite3.connect(state_dir / "spool.db")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    kept, evicted = status["queued"], status["dropped"]["evicted"]
+    # Nothing vanished silently: every event is either queued or counted as evicted.
+    tracked = db.execute("SELECT count(*) FROM events").fetchone()[0]
+    assert tracked == kept and kept + evicted >= 30_000
+
+
+def test_eviction_removes_the_oldest_events_first(state_dir: Path) -> None:
+    with Telemetry(
+        "demo", "1.0.0", state_dir=state_dir, max_bytes=CAP, size_check_bytes=16 * 1024
+    ) as t:
+        for _ in range(10_000):
+            t.track("cli_command", command="eval")
+        t.track("cli_command", command="dashboard")
+    db = sqlite3.connect(state_dir / "spool.db")
+    last = db.execute("SELECT props FROM events ORDER BY id DESC LIMIT 1").fetchone()[0]
+    assert '"dashboard"' in last
+    ids = [r[0] for r in db.execute("SELECT id FROM events ORDER BY id")]
+    assert ids == list(range(ids[0], ids[0] + len(ids))), "survivors are one contiguous tail"
+
+
+def test_space_returns_to_the_os_after_the_queue_is_emptied(state_dir: Path) -> None:
+    state_dir.mkdir(mode=0o700)
+    spool = Spool(state_dir, Policy())
+    rows = [
+        Row(f"{i:036d}", "cli_command", iso_time(time.time()), "r" * 36, '{"x":1}', 20)
+        for i in range(20_000)
+    ]
+    spool.append(rows)
+    spool.reclaim()
+    full = _disk(state_dir)
+    spool.clear()
+    empty = _disk(state_dir)
+    spool.close()
+    assert empty < full / 4, (full, empty)
+
+
+def test_events_older_than_max_age_expire_and_are_counted(state_dir: Path) -> None:
+    state_dir.mkdir(mode=0o700)
+    spool = Spool(state_dir, Policy())
+    old = iso_time(time.time() - 40 * 86400)
+    spool.append([Row(f"{i:036d}", "cli_command", old, "r" * 36, "{}", 10) for i in range(5)])
+    spool.close()
+    # The next host start notices the oldest row is too old and expires it.
+    with Telemetry("demo", "1.0.0", state_dir=state_dir, max_age_days=30) as t:
+        t.track("cli_command", command="eval")
+        status = t.status()
+    assert status["dropped"]["expired"] == 5
+    assert status["queued"] >= 1
+
+
+def test_an_oversized_event_is_refused_and_counted(state_dir: Path) -> None:
+    with Telemetry("demo", "1.0.0", state_dir=state_dir, max_event_bytes=16) as t:
+        t.track("cli_command", command="eval")
+        status = t.status()
+    assert status["dropped"].get("too_large", 0) >= 1
