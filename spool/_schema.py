@@ -1,39 +1,141 @@
-"""The schema: which events and properties may be recorded (SKELETON).
+"""The schema: which events and properties may be recorded, and nothing else.
 
-This placeholder accepts any snake_case event name and JSON scalar props; the
-schema issue replaces it with the declarative two-layer allowlist.
+A schema is a language-neutral JSON file (``docs/schema-format.md``). Loading
+validates it completely and raises ``SchemaError`` listing every problem with
+its exact place. It is then compiled once into plain dicts of closures, so
+``sanitize()`` on the call path is a dict lookup and one small call per
+property.
+
+Two layers, keys then values:
+    unknown event name       -> event dropped, counted ``unknown_event``
+    unknown property name    -> property removed, counted ``unknown_property``
+    value off the allowlist  -> "other" or removed, counted ``invalid_value``
+    number out of range      -> clamped, counted ``out_of_range``
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
+from . import _context
+from ._errors import SchemaError
+from ._models import ModelSanitizer
+from ._sanitize import DROP, Checker, compile_prop
+from ._schema_check import check_document
+
 __all__ = ["Schema"]
 
-_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_REFERENCE = Path(__file__).with_name("reference_schema.json")
 
 
 class Schema:
-    def __init__(self, doc: dict[str, Any]) -> None:
-        self.doc = doc
-        self.name: str = str(doc.get("name", "scalars"))
-        self.version: int = int(doc.get("version", 0))
-        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        self.hash = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    """A validated, compiled schema. Immutable after construction.
+
+    ``name``, ``version`` and ``hash`` (``"sha256:<hex>"`` of the canonical
+    JSON) travel with every batch.
+    """
+
+    def __init__(self, doc: Mapping[str, Any]) -> None:
+        """Validate ``doc`` (the parsed JSON) and compile it; raises SchemaError."""
+        if not isinstance(doc, Mapping):
+            raise SchemaError([f"(root): must be an object, got {type(doc).__name__}"])
+        problems = check_document(doc)
+        if problems:
+            raise SchemaError(problems)
+        # A private deep copy: later changes to the caller's dict change nothing.
+        self.doc: dict[str, Any] = json.loads(_canonical(doc))
+        self.name: str = self.doc["name"]
+        self.version: int = self.doc["version"]
+        self.hash = "sha256:" + hashlib.sha256(_canonical(self.doc).encode()).hexdigest()
+        self.models = ModelSanitizer(self.doc.get("models", {}))
+        self.props: dict[str, dict[str, dict[str, Any]]] = {
+            event: {p: self._resolve(spec) for p, spec in body.get("props", {}).items()}
+            for event, body in self.doc["events"].items()
+        }
+        self._checks: dict[str, dict[str, Checker]] = {
+            event: {p: compile_prop(spec, self.models) for p, spec in props.items()}
+            for event, props in self.props.items()
+        }
+        life = self.doc.get("lifecycle", {})
+        self.lifecycle: dict[str, str] = {
+            k: life[k] for k in ("initialized", "first_run") if k in life
+        }
+        self.env_probes: dict[str, list[list[str]]] = self.doc.get("env_probes", {})
+        self._contexts: dict[str, dict[str, object]] = {}
+
+    def _resolve(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """A property spec with its ``ref`` replaced by the named type."""
+        if "ref" not in spec:
+            return dict(spec)
+        out = dict(self.doc["types"][spec["ref"]])
+        out.update((k, v) for k, v in spec.items() if k != "ref")
+        return out
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def loads(cls, text: str | bytes) -> Schema:
+        """Parse and validate schema JSON text; raises SchemaError."""
+        try:
+            doc = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise SchemaError([f"(root): not valid JSON: {exc}"]) from exc
+        return cls(doc)
 
     @classmethod
     def load(cls, path: str | Path) -> Schema:
-        return cls(json.loads(Path(path).read_text(encoding="utf-8")))
+        """Read, validate and compile a schema file; raises SchemaError."""
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise SchemaError([f"(file): cannot read {path}: {exc}"]) from exc
+        return cls.loads(data)
 
     @classmethod
     def reference(cls) -> Schema:
-        return cls({"name": "scalars", "version": 0})
+        """The bundled reference schema: the voice-agent SDK's events (v5)."""
+        return cls.load(_REFERENCE)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The schema as JSON text; ``Schema.loads(s.to_json())`` has the same hash."""
+        return json.dumps(self.doc, indent=indent, ensure_ascii=False) + "\n"
+
+    def dump(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json(), encoding="utf-8")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Schema) and other.hash == self.hash
+
+    def __hash__(self) -> int:
+        return hash(self.hash)
+
+    def __repr__(self) -> str:
+        return f"Schema({self.name!r}, version={self.version}, hash={self.hash[:15]}...)"
+
+    # -- what the facade uses -------------------------------------------------------------
+    @property
+    def events(self) -> frozenset[str]:
+        return frozenset(self._checks)
+
+    def auto_props(self, event: str) -> dict[str, str]:
+        """``{prop: source}`` for the props of ``event`` filled at startup."""
+        return {p: s["auto"] for p, s in self.props.get(event, {}).items() if "auto" in s}
+
+    def context(self, app_version: str) -> dict[str, object]:
+        """The allowlisted context merged into every event, computed once per version.
+
+        Keys (reserved: no schema property may start with ``ctx_``):
+        ``ctx_app_version``, ``ctx_schema_version``, ``ctx_python``,
+        ``ctx_os``, ``ctx_arch``. Never raises.
+        """
+        ctx = self._contexts.get(app_version)
+        if ctx is None:
+            ctx = _context.build(app_version, self.version)
+            self._contexts[app_version] = ctx
+        return dict(ctx)
 
     def sanitize(
         self, name: object, props: Mapping[str, object], count: Callable[[str], None]
@@ -41,16 +143,36 @@ class Schema:
         """Return the allowlisted props, or None to drop the event. Never raises.
 
         ``count(reason)`` is called once per rejected event, property or value.
+        The result holds only schema keys, allowlisted strings, bools and
+        numbers within their ranges.
         """
-        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-            count("unknown_event")
+        try:
+            if name.__class__ is not str:
+                count("unknown_event")
+                return None
+            checks = self._checks.get(name)
+            if checks is None:
+                count("unknown_event")
+                return None
+            out: dict[str, object] = {}
+            for key, value in props.items():
+                # Exact str keys only: a str subclass could fake its hash/eq.
+                check = checks.get(key) if key.__class__ is str else None
+                if check is None:
+                    count("unknown_property")
+                    continue
+                clean = check(value, props, count)
+                if clean is not DROP:
+                    out[key] = clean
+            return out
+        except Exception:
+            # A hostile Mapping (items() raising...) costs the event, never the host.
+            try:
+                count("error")
+            except Exception:
+                pass
             return None
-        out: dict[str, object] = {}
-        for key, value in props.items():
-            if value is None or isinstance(value, (bool, int, str)):
-                out[key] = value
-            elif isinstance(value, float) and math.isfinite(value):
-                out[key] = value
-            else:
-                count("invalid_value")
-        return out
+
+
+def _canonical(doc: Mapping[str, Any]) -> str:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,43 @@
+"""Lifecycle events: what a schema asks to be emitted when telemetry starts.
+
+A schema may name an ``initialized`` event (every enabled start) and a
+``first_run`` event (once per install). Their properties marked ``"auto"`` are
+filled from the environment probes, the schema's own env probes and the
+install identity; every value still goes through ``Schema.sanitize``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from ._identity import Identity
+from ._probes import env_probe
+from ._schema import Schema
+
+__all__ = ["startup_events"]
+
+
+def startup_events(
+    schema: Schema,
+    identity: Identity,
+    probes: Mapping[str, str],
+    env: Mapping[str, str] | None = None,
+) -> list[tuple[str, dict[str, object]]]:
+    """``[(event, props), ...]`` to track once at construction, first run first."""
+    e = os.environ if env is None else env
+    sources: dict[str, object] = dict(probes)
+    sources["days_since_install"] = identity.days_since_install
+    sources["previous_version"] = identity.previous_version or "none"
+    for name, rules in schema.env_probes.items():
+        sources[name] = env_probe(rules, e)
+    wanted = []
+    if identity.first_run and "first_run" in schema.lifecycle:
+        wanted.append(schema.lifecycle["first_run"])
+    if "initialized" in schema.lifecycle:
+        wanted.append(schema.lifecycle["initialized"])
+    out: list[tuple[str, dict[str, object]]] = []
+    for event in wanted:
+        auto = schema.auto_props(event)
+        out.append((event, {prop: sources[src] for prop, src in auto.items() if src in sources}))
+    return out

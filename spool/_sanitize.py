@@ -1,0 +1,221 @@
+"""Value checkers: one precompiled closure per schema property.
+
+``Schema`` validates the file; this module turns each validated property into
+a closure ``check(value, props, count) -> value | DROP`` that does the least
+possible work on the call path: an exact-type test, a frozenset lookup or a
+clamp. Nothing here raises on any input (the caller still guards, as a last
+line of defence), and nothing returns a string the schema did not allow.
+
+Drop reasons counted here:
+    invalid_value   wrong type, NaN/inf, or a string off the allowlist
+                    (enums and versions become "other", other types are removed)
+    out_of_range    a number clamped into [min, max]
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from bisect import bisect_right
+from collections.abc import Mapping
+from typing import Any, Callable, cast
+
+from ._models import ModelSanitizer
+
+__all__ = [
+    "DROP",
+    "OTHER",
+    "VERSION_RE",
+    "Checker",
+    "compile_prop",
+    "sanitize_version",
+]
+
+OTHER = "other"
+
+
+class _Drop:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DROP"
+
+
+DROP: Any = _Drop()
+
+Checker = Callable[[object, Mapping[str, object], Callable[[str], None]], object]
+
+# Versions are not free text: digits and dots, an optional PEP 440 / semver
+# pre-release or dev tag, at most 32 chars. Local versions ("+abc") never pass:
+# they can carry a hostname or a commit of a private fork.
+VERSION_RE = re.compile(
+    r"(?:0|[1-9][0-9]{0,5})(?:\.(?:0|[1-9][0-9]{0,5})){0,3}"
+    r"(?:-?(?:a|b|c|rc|alpha|beta|pre|dev|post)\.?[0-9]{0,6})?"
+    r"(?:\.?(?:dev|post)[0-9]{0,6})?",
+    re.ASCII,
+)
+_VERSION_CACHE: dict[str, bool] = {}
+
+
+def sanitize_version(value: object, extra: frozenset[str] = frozenset()) -> str | None:
+    """``value`` if it is a plain version string (or in ``extra``), else None."""
+    if not isinstance(value, str):
+        return None
+    value = str.__str__(value)
+    if value in extra:
+        return value
+    ok = _VERSION_CACHE.get(value)
+    if ok is None:
+        ok = len(value) <= 32 and VERSION_RE.fullmatch(value) is not None
+        if len(_VERSION_CACHE) >= 256:
+            _VERSION_CACHE.clear()
+        _VERSION_CACHE[value] = ok
+    return value if ok else None
+
+
+def _as_number(value: object) -> float | int | None:
+    """A finite int or float, or None. bool is not a number here."""
+    cls = value.__class__
+    if cls is int:
+        return cast(int, value)
+    if cls is float:
+        f = cast(float, value)
+        return f if math.isfinite(f) else None
+    if cls is bool:
+        return None
+    # Subclasses (numpy.float64, IntEnum...): take the plain value without
+    # calling anything the subclass may have overridden.
+    if isinstance(value, int):
+        return int.__index__(value)
+    if isinstance(value, float):
+        f = float.__float__(value)
+        return f if math.isfinite(f) else None
+    return None
+
+
+def _as_str(value: object) -> str | None:
+    if value.__class__ is str:
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)  # a StrEnum member: its plain text
+    return None
+
+
+def compile_prop(spec: Mapping[str, Any], models: ModelSanitizer) -> Checker:
+    """Build the checker for one validated property spec."""
+    kind = spec["type"]
+    if kind == "enum":
+        return _enum(frozenset(spec["values"]))
+    if kind == "bool":
+        return _bool
+    if kind in ("int", "count"):
+        lo = int(spec.get("min", 0))
+        hi = int(spec.get("max", 1_000_000))
+        return _int(lo, hi)
+    if kind == "float":
+        return _float(float(spec["min"]), float(spec["max"]), int(spec.get("digits", 2)))
+    if kind == "bucket":
+        return _bucket(tuple(float(e) for e in spec["edges"]), tuple(spec["labels"]))
+    if kind == "version":
+        return _version(frozenset(spec.get("values", ())))
+    if kind == "model":
+        return _model(models, spec.get("vendor_prop"))
+    raise ValueError(f"unknown property type {kind!r}")  # unreachable after validation
+
+
+def _enum(values: frozenset[str]) -> Checker:
+    def check(value: object, props: Mapping[str, object], count: Callable[[str], None]) -> object:
+        if value.__class__ is str and value in values:
+            return value
+        s = _as_str(value)
+        if s is not None and s in values:
+            return s
+        count("invalid_value")
+        return OTHER
+
+    return check
+
+
+def _bool(value: object, props: Mapping[str, object], count: Callable[[str], None]) -> object:
+    if value is True or value is False:
+        return value
+    count("invalid_value")
+    return DROP
+
+
+def _int(lo: int, hi: int) -> Checker:
+    def check(value: object, props: Mapping[str, object], count: Callable[[str], None]) -> object:
+        n = value if value.__class__ is int else _as_number(value)
+        if n is None:
+            count("invalid_value")
+            return DROP
+        if n < lo:
+            count("out_of_range")
+            return lo
+        if n > hi:
+            count("out_of_range")
+            return hi
+        return n if n.__class__ is int else round(n)
+
+    return check
+
+
+def _float(lo: float, hi: float, digits: int) -> Checker:
+    def check(value: object, props: Mapping[str, object], count: Callable[[str], None]) -> object:
+        n = _as_number(value)
+        if n is None:
+            count("invalid_value")
+            return DROP
+        if n < lo:
+            count("out_of_range")
+            n = lo
+        elif n > hi:
+            count("out_of_range")
+            n = hi
+        return round(float(n), digits)
+
+    return check
+
+
+def _bucket(edges: tuple[float, ...], labels: tuple[str, ...]) -> Checker:
+    label_set = frozenset(labels)
+
+    def check(value: object, props: Mapping[str, object], count: Callable[[str], None]) -> object:
+        n = _as_number(value)
+        if n is not None:
+            # A huge int compares fine against float edges; no conversion needed.
+            return labels[bisect_right(edges, n)]
+        s = _as_str(value)
+        if s is not None and s in label_set:
+            return s  # already bucketed by the host
+        count("invalid_value")
+        return DROP
+
+    return check
+
+
+def _version(extra: frozenset[str]) -> Checker:
+    def check(value: object, props: Mapping[str, object], count: Callable[[str], None]) -> object:
+        v = sanitize_version(value, extra)
+        if v is None:
+            count("invalid_value")
+            return OTHER
+        return v
+
+    return check
+
+
+def _model(models: ModelSanitizer, vendor_prop: str | None) -> Checker:
+    def check(value: object, props: Mapping[str, object], count: Callable[[str], None]) -> object:
+        # Either a (vendor, model) pair, or a name whose vendor is another prop.
+        if isinstance(value, tuple) and len(value) == 2:
+            vendor, model = value
+        else:
+            vendor = props.get(vendor_prop) if vendor_prop is not None else None
+            model = value
+        token = models(vendor, model)
+        if token == OTHER or token.endswith("-other"):
+            count("invalid_value")
+        return token
+
+    return check

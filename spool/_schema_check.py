@@ -1,0 +1,304 @@
+"""Validation of a schema document: every problem, each with its exact place.
+
+Places are dotted paths into the JSON, e.g.
+``events.call_completed.props.latency_ms.max: must be a number``.
+Validation is strict (unknown keys are errors) so a typo in a schema file
+fails loudly at ``Schema.load`` instead of silently allowing or dropping data.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ._context import CONTEXT_PREFIX
+from ._models import compile_pattern
+from ._probes import AUTO_SOURCES
+
+__all__ = ["FORMAT", "PROP_TYPES", "check_document"]
+
+FORMAT = 1
+NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+SCHEMA_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+TOKEN_RE = re.compile(r"[a-z0-9][a-z0-9_.+-]{0,63}")
+ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+_ROOT_KEYS = frozenset(
+    {
+        "format",
+        "name",
+        "version",
+        "description",
+        "lifecycle",
+        "env_probes",
+        "models",
+        "types",
+        "events",
+    }
+)
+_COMMON = frozenset({"type", "description", "auto"})
+PROP_TYPES: dict[str, frozenset[str]] = {
+    "enum": _COMMON | {"values"},
+    "bool": _COMMON,
+    "int": _COMMON | {"min", "max"},
+    "count": _COMMON | {"max"},
+    "float": _COMMON | {"min", "max", "digits"},
+    "bucket": _COMMON | {"edges", "labels"},
+    "version": _COMMON | {"values"},
+    "model": _COMMON | {"vendor_prop"},
+}
+_LIFECYCLE = ("initialized", "first_run")
+
+
+class _Checker:
+    def __init__(self, doc: Mapping[str, Any]) -> None:
+        self.doc = doc
+        self.problems: list[str] = []
+
+    def bad(self, where: str, what: str) -> None:
+        self.problems.append(f"{where}: {what}")
+
+    def obj(self, where: str, value: object) -> Mapping[str, Any] | None:
+        if not isinstance(value, Mapping):
+            self.bad(where, f"must be an object, got {_kind(value)}")
+            return None
+        return value
+
+    def keys(self, where: str, value: Mapping[str, Any], allowed: frozenset[str]) -> None:
+        for key in value:
+            if key not in allowed:
+                self.bad(
+                    f"{where}.{key}" if where else key,
+                    f"unknown key (allowed: {', '.join(sorted(allowed))})",
+                )
+
+    def tokens(self, where: str, value: object, *, min_len: int = 1) -> list[str]:
+        if not isinstance(value, list) or len(value) < min_len:
+            self.bad(where, f"must be a list of at least {min_len} strings")
+            return []
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not TOKEN_RE.fullmatch(item):
+                self.bad(f"{where}[{i}]", f"must match {TOKEN_RE.pattern}, got {item!r}")
+        if len(set(map(repr, value))) != len(value):
+            self.bad(where, "must not repeat a value")
+        return [v for v in value if isinstance(v, str)]
+
+    def number(self, where: str, value: object, *, integer: bool = False) -> bool:
+        if integer:
+            if not isinstance(value, int) or isinstance(value, bool):
+                self.bad(where, "must be an integer")
+                return False
+            return True
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            self.bad(where, "must be a number")
+            return False
+        if not math.isfinite(value):
+            self.bad(where, "must be finite")
+            return False
+        return True
+
+    # -- sections -------------------------------------------------------------------
+    def root(self) -> None:
+        doc = self.doc
+        self.keys("", doc, _ROOT_KEYS)
+        if "format" in doc and doc["format"] != FORMAT:
+            self.bad("format", f"must be {FORMAT}, got {doc['format']!r}")
+        name = doc.get("name")
+        if not isinstance(name, str) or not SCHEMA_NAME_RE.fullmatch(name):
+            self.bad("name", f"must match {SCHEMA_NAME_RE.pattern}, got {name!r}")
+        version = doc.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version < 2**31:
+            self.bad("version", f"must be an integer from 0 to 2**31-1, got {version!r}")
+        if "description" in doc and not isinstance(doc["description"], str):
+            self.bad("description", "must be a string")
+        probes = self.env_probes()
+        self.models()
+        types = self.types()
+        events = self.events(types, AUTO_SOURCES | probes)
+        self.lifecycle(events)
+
+    def env_probes(self) -> frozenset[str]:
+        section = self.obj("env_probes", self.doc.get("env_probes", {}))
+        if section is None:
+            return frozenset()
+        for probe, rules in section.items():
+            where = f"env_probes.{probe}"
+            if not NAME_RE.fullmatch(probe):
+                self.bad(where, f"probe name must match {NAME_RE.pattern}")
+            if probe in AUTO_SOURCES:
+                self.bad(where, "shadows a built-in probe")
+            if not isinstance(rules, list):
+                self.bad(where, "must be a list of [ENV_VAR, value] pairs")
+                continue
+            for i, rule in enumerate(rules):
+                ok = (
+                    isinstance(rule, list)
+                    and len(rule) == 2
+                    and isinstance(rule[0], str)
+                    and ENV_RE.fullmatch(rule[0])
+                    and isinstance(rule[1], str)
+                    and TOKEN_RE.fullmatch(rule[1])
+                )
+                if not ok:
+                    self.bad(f"{where}[{i}]", f"must be [ENV_VAR, token], got {rule!r}")
+        return frozenset(section)
+
+    def models(self) -> None:
+        section = self.obj("models", self.doc.get("models", {}))
+        if section is None:
+            return
+        for vendor, patterns in section.items():
+            where = f"models.{vendor}"
+            if not TOKEN_RE.fullmatch(vendor):
+                self.bad(where, f"vendor must match {TOKEN_RE.pattern}")
+            if not isinstance(patterns, list) or not patterns:
+                self.bad(where, "must be a non-empty list of patterns")
+                continue
+            for i, pattern in enumerate(patterns):
+                if not isinstance(pattern, str) or not 0 < len(pattern) <= 200:
+                    self.bad(f"{where}[{i}]", "must be a pattern string of 1-200 chars")
+                    continue
+                try:
+                    compile_pattern(pattern)
+                except re.error as exc:
+                    self.bad(f"{where}[{i}]", f"invalid pattern: {exc}")
+
+    def types(self) -> frozenset[str]:
+        section = self.obj("types", self.doc.get("types", {}))
+        if section is None:
+            return frozenset()
+        for name, spec in section.items():
+            where = f"types.{name}"
+            if not NAME_RE.fullmatch(name):
+                self.bad(where, f"type name must match {NAME_RE.pattern}")
+            spec = self.obj(where, spec)
+            if spec is None:
+                continue
+            if "ref" in spec or "auto" in spec:
+                self.bad(where, "a named type cannot use 'ref' or 'auto'")
+            self.prop_type(where, spec, event_props=None)
+        return frozenset(section)
+
+    def events(self, types: frozenset[str], sources: frozenset[str]) -> frozenset[str]:
+        section = self.obj("events", self.doc.get("events"))
+        if section is None:
+            return frozenset()
+        if not section:
+            self.bad("events", "must declare at least one event")
+        for event, body in section.items():
+            where = f"events.{event}"
+            if not NAME_RE.fullmatch(event):
+                self.bad(where, f"event name must match {NAME_RE.pattern}")
+            body = self.obj(where, body)
+            if body is None:
+                continue
+            self.keys(where, body, frozenset({"description", "props"}))
+            props = self.obj(f"{where}.props", body.get("props", {}))
+            if props is None:
+                continue
+            for prop, spec in props.items():
+                self.prop(f"{where}.props.{prop}", prop, spec, props, types, sources)
+        return frozenset(section)
+
+    def prop(
+        self,
+        where: str,
+        prop: str,
+        spec: object,
+        event_props: Mapping[str, Any],
+        types: frozenset[str],
+        sources: frozenset[str],
+    ) -> None:
+        if not NAME_RE.fullmatch(prop):
+            self.bad(where, f"property name must match {NAME_RE.pattern}")
+        elif prop.startswith(CONTEXT_PREFIX):
+            self.bad(where, f"the prefix {CONTEXT_PREFIX!r} is reserved for context properties")
+        spec = self.obj(where, spec)
+        if spec is None:
+            return
+        if "auto" in spec and spec["auto"] not in sources:
+            self.bad(
+                f"{where}.auto",
+                f"must be one of {', '.join(sorted(sources))}, got {spec['auto']!r}",
+            )
+        if "ref" in spec:
+            self.keys(where, spec, frozenset({"ref", "description", "auto"}))
+            if spec["ref"] not in types:
+                self.bad(f"{where}.ref", f"names no type in 'types', got {spec['ref']!r}")
+            return
+        self.prop_type(where, spec, event_props)
+
+    def prop_type(
+        self, where: str, spec: Mapping[str, Any], event_props: Mapping[str, Any] | None
+    ) -> None:
+        kind = spec.get("type")
+        if kind not in PROP_TYPES:
+            self.bad(f"{where}.type", f"must be one of {', '.join(PROP_TYPES)}, got {kind!r}")
+            return
+        self.keys(where, spec, PROP_TYPES[kind])
+        if "description" in spec and not isinstance(spec["description"], str):
+            self.bad(f"{where}.description", "must be a string")
+        if kind == "enum":
+            self.tokens(f"{where}.values", spec.get("values"))
+        elif kind == "version" and "values" in spec:
+            self.tokens(f"{where}.values", spec["values"])
+        elif kind in ("int", "float"):
+            integer = kind == "int"
+            lo_ok = self.number(f"{where}.min", spec.get("min"), integer=integer)
+            hi_ok = self.number(f"{where}.max", spec.get("max"), integer=integer)
+            if lo_ok and hi_ok and spec["min"] > spec["max"]:
+                self.bad(f"{where}.max", "must not be less than min")
+            if "digits" in spec:
+                digits = spec["digits"]
+                if self.number(f"{where}.digits", digits, integer=True) and not 0 <= digits <= 6:
+                    self.bad(f"{where}.digits", "must be from 0 to 6")
+        elif kind == "count" and "max" in spec:
+            if self.number(f"{where}.max", spec["max"], integer=True) and spec["max"] < 0:
+                self.bad(f"{where}.max", "must not be negative")
+        elif kind == "bucket":
+            self.bucket(where, spec)
+        elif kind == "model" and "vendor_prop" in spec:
+            vp = spec["vendor_prop"]
+            if not isinstance(vp, str) or (event_props is not None and vp not in event_props):
+                self.bad(
+                    f"{where}.vendor_prop", f"must name another property of this event, got {vp!r}"
+                )
+
+    def bucket(self, where: str, spec: Mapping[str, Any]) -> None:
+        edges = spec.get("edges")
+        if not isinstance(edges, list) or not edges:
+            self.bad(f"{where}.edges", "must be a non-empty list of numbers")
+            return
+        ok = all(self.number(f"{where}.edges[{i}]", e) for i, e in enumerate(edges))
+        if ok and any(a >= b for a, b in zip(edges, edges[1:])):
+            self.bad(f"{where}.edges", "must be strictly ascending")
+        labels = self.tokens(f"{where}.labels", spec.get("labels"))
+        if labels and len(labels) != len(edges) + 1:
+            self.bad(
+                f"{where}.labels",
+                f"must have len(edges)+1 = {len(edges) + 1} entries, got {len(labels)}",
+            )
+
+    def lifecycle(self, events: frozenset[str]) -> None:
+        section = self.obj("lifecycle", self.doc.get("lifecycle", {}))
+        if section is None:
+            return
+        self.keys("lifecycle", section, frozenset(_LIFECYCLE))
+        for key in _LIFECYCLE:
+            if key in section and section[key] not in events:
+                self.bad(f"lifecycle.{key}", f"names no declared event, got {section[key]!r}")
+
+
+def _kind(value: object) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def check_document(doc: Mapping[str, Any]) -> list[str]:
+    """Every problem in ``doc``, each as ``"<place>: <what is wrong>"``; [] if valid."""
+    checker = _Checker(doc)
+    checker.root()
+    return checker.problems
