@@ -23,6 +23,7 @@ __all__ = [
     "Decision",
     "ci_vendor",
     "debug_mode",
+    "explain",
     "is_truthy",
     "kill_switch",
     "marker_present",
@@ -47,6 +48,12 @@ _CI_VARS: tuple[tuple[str, str], ...] = (
     ("DRONE", "drone"),
     ("SEMAPHORE", "semaphore"),
     ("APPVEYOR", "appveyor"),
+    ("CIRRUS_CI", "cirrus"),
+    ("BITRISE_IO", "bitrise"),
+    ("BUDDY_WORKSPACE_ID", "buddy"),
+    ("CF_BUILD_ID", "codefresh"),
+    ("HEROKU_TEST_RUN_ID", "heroku_ci"),
+    ("CONTINUOUS_INTEGRATION", "generic"),
 )
 # Test runners that set a variable while they run.
 _TEST_VARS = ("PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER", "TOX_ENV_NAME", "NOX_CURRENT_SESSION")
@@ -54,6 +61,8 @@ _TEST_VARS = ("PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER", "TOX_ENV_NAME", "NOX
 
 @dataclass(frozen=True)
 class Decision:
+    """Whether telemetry runs, and the one reason that decided it."""
+
     enabled: bool
     reason: str  # e.g. "on", "do_not_track", "env_disabled", "marker", "code", "ci", "test_runner"
 
@@ -62,6 +71,7 @@ class Decision:
 
 
 def is_truthy(value: str | None) -> bool:
+    """``1``/``true``/``yes``/``on``, any case, surrounding spaces ignored."""
     return value is not None and value.strip().lower() in _TRUE
 
 
@@ -92,6 +102,7 @@ def _under_test_runner(env: Mapping[str, str]) -> bool:
 
 
 def marker_present(state_dir: Path | None) -> bool:
+    """True if the opt-out marker exists; an unreadable dir counts as no marker."""
     if state_dir is None:
         return False
     try:
@@ -126,4 +137,20 @@ def resolve(
 
 
 def debug_mode(app: str, env: Mapping[str, str]) -> bool:
+    """True when ``{PREFIX}_TELEMETRY_DEBUG`` asks to print events instead of storing them."""
     return is_truthy(env.get(f"{env_prefix(app)}_TELEMETRY_DEBUG"))
+
+
+def explain(decision: Decision, app: str) -> str:
+    """One sentence a person can act on: why telemetry is on or off."""
+    prefix = env_prefix(app)
+    texts = {
+        "on": "no opt-out applies",
+        "do_not_track": "DO_NOT_TRACK is set",
+        "env_disabled": f"{prefix}_TELEMETRY_DISABLED is set",
+        "marker": f"disabled by `telespool --app {app} disable` (the opt-out marker exists)",
+        "code": "the host passed enabled=False",
+        "ci": f"running under CI (set {prefix}_TELEMETRY_ALLOW_CI=1 to keep it on)",
+        "test_runner": f"running under a test runner (set {prefix}_TELEMETRY_ALLOW_CI=1 to keep it on)",
+    }
+    return texts.get(decision.reason, decision.reason)

@@ -1,0 +1,260 @@
+"""The click front end: the ``telespool`` command and the host's ``telemetry`` group.
+
+Both are built from the same command factory over ``_ops``, so
+``telespool --app my-sdk status`` and ``my-sdk telemetry status`` behave the
+same. None of these commands records telemetry.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import _ops, _render
+from ._errors import CliError
+
+__all__ = ["cli", "main", "telemetry_group"]
+
+_META_KEY = "telespool.target"  # (app, state_dir) as given on the command line
+
+
+def _target(ctx: click.Context) -> _ops.Target:
+    app, state_dir = ctx.meta.get(_META_KEY, (None, None))
+    return _ops.Target.resolve(app, state_dir)
+
+
+class _UsageError(click.ClickException):
+    exit_code = 2  # bad input on the command line, as click's own usage errors
+
+
+def _fail(exc: CliError) -> click.ClickException:
+    return _UsageError(exc.message) if exc.exit_code == 2 else click.ClickException(exc.message)
+
+
+def _run(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except CliError as exc:
+        raise _fail(exc) from None
+
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def _commands(*, include_schema: bool) -> list[click.Command]:
+    @click.command()
+    @_json_option
+    @click.pass_context
+    def status(ctx: click.Context, as_json: bool) -> None:
+        """Consent and why, state dir, endpoint, queue, drops, upload times."""
+        data = _run(lambda: _ops.status(_target(ctx)))
+        click.echo(_render.to_json(data) if as_json else _render.status_text(data))
+
+    @click.command()
+    @_json_option
+    @click.option("--limit", type=int, default=20, show_default=True, help="Most recent N.")
+    @click.option("--all", "show_all", is_flag=True, help="Every queued event (no limit).")
+    @click.option("--event", metavar="NAME", help="Only events with this name.")
+    @click.pass_context
+    def inspect(
+        ctx: click.Context, as_json: bool, limit: int, show_all: bool, event: str | None
+    ) -> None:
+        """The queued events as a table (read-only; safe while a host writes)."""
+        data = _run(
+            lambda: _ops.inspect(_target(ctx), limit=None if show_all else limit, event=event)
+        )
+        if as_json:
+            click.echo(_render.to_json(data))
+            return
+        width = _render.terminal_width() if sys.stdout.isatty() else None
+        click.echo(_render.events_table(data, max_width=width))
+
+    @click.command()
+    @_json_option
+    @click.option(
+        "--timeout", type=float, default=30.0, show_default=True, help="Give up after SECONDS."
+    )
+    @click.pass_context
+    def flush(ctx: click.Context, as_json: bool, timeout: float) -> None:
+        """Send the queued events now, with a progress bar, bounded by --timeout."""
+        target = _run(lambda: _target(ctx))
+        if as_json:
+            data = _run(lambda: _ops.flush(target, timeout=timeout))
+            click.echo(_render.to_json(data))
+            return
+        with _Progress() as progress:
+            data = _run(lambda: _ops.flush(target, timeout=timeout, on_progress=progress))
+        click.echo(_render.flush_summary(data))
+        if data.get("outcome") not in ("done", "empty", "disabled", "ok", "sent"):
+            ctx.exit(1 if data.get("remaining") else 0)
+
+    @click.command()
+    @_json_option
+    @click.pass_context
+    def purge(ctx: click.Context, as_json: bool) -> None:
+        """Delete every queued event, drop count and the install id."""
+        data = _run(lambda: _ops.purge(_target(ctx)))
+        if as_json:
+            click.echo(_render.to_json(data))
+        else:
+            click.echo(
+                f"purged {data['state_dir']}: {data['cleared_events']} queued events deleted"
+                + (f", removed {', '.join(data['removed'])}" if data["removed"] else "")
+            )
+
+    @click.command()
+    @_json_option
+    @click.pass_context
+    def disable(ctx: click.Context, as_json: bool) -> None:
+        """Opt out: write the marker, delete everything else."""
+        data = _run(lambda: _ops.disable(_target(ctx)))
+        if as_json:
+            click.echo(_render.to_json(data))
+        else:
+            click.echo(f"telemetry disabled; everything else in {data['state_dir']} was deleted")
+
+    @click.command()
+    @_json_option
+    @click.pass_context
+    def enable(ctx: click.Context, as_json: bool) -> None:
+        """Opt back in (a new install id is made on the next run)."""
+        data = _run(lambda: _ops.enable(_target(ctx)))
+        if as_json:
+            click.echo(_render.to_json(data))
+            return
+        click.echo("opt-out marker removed" if data["was_disabled"] else "no opt-out marker")
+        if not data["enabled"]:
+            click.echo(f"telemetry stays off [{data['reason']}]: {data['explanation']}")
+
+    commands: list[click.Command] = [status, inspect, flush, purge, disable, enable]
+    if include_schema:
+
+        @click.command()
+        @_json_option
+        @click.argument("file", required=False, type=click.Path(dir_okay=False))
+        @click.pass_context
+        def schema(ctx: click.Context, as_json: bool, file: str | None) -> None:
+            """Print the reference schema, or validate FILE."""
+            if file is None:
+                click.echo(_run(_ops.schema_reference))
+                return
+            data = _run(lambda: _ops.schema_validate(file))
+            click.echo(_render.to_json(data) if as_json else _render.schema_report(data))
+            if not data["valid"]:
+                ctx.exit(1)
+
+        commands.append(schema)
+    return commands
+
+
+class _Progress:
+    """A click progress bar on stderr fed by the uploader's progress reports."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._sent = 0
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __call__(self, msg: Mapping[str, Any]) -> None:
+        if msg.get("type") != "progress":
+            return
+        sent = int(msg.get("sent", 0))
+        total = sent + int(msg.get("remaining", 0))
+        if self._bar is None:
+            self._bar = click.progressbar(
+                length=max(total, 1), label="flushing", file=sys.stderr, show_pos=True
+            )
+            self._bar.__enter__()
+        self._bar.length = max(self._bar.length or 0, total, 1)
+        if sent > self._sent:
+            self._bar.update(sent - self._sent)
+            self._sent = sent
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+class _OneLineErrors(click.Group):
+    """A group whose errors are one line on stderr and an exit code, never a traceback."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.ClickException as exc:
+            click.echo(f"telespool: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("telespool: aborted", err=True)
+            sys.exit(1)
+        except BrokenPipeError:
+            # `telespool inspect | head`: the reader left; nothing to report.
+            sys.stderr.close()
+            sys.exit(1)
+        except Exception as exc:
+            click.echo(f"telespool: unexpected error: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_OneLineErrors)
+@click.option("--app", metavar="NAME", help="The app whose telemetry to act on.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Use this state dir instead of the app's default.",
+)
+@click.version_option(package_name="telespool")
+@click.pass_context
+def cli(ctx: click.Context, app: str | None, state_dir: Path | None) -> None:
+    """Inspect and control an app's local-first telemetry spool."""
+    ctx.meta[_META_KEY] = (app, state_dir)
+
+
+for _command in _commands(include_schema=True):
+    cli.add_command(_command)
+
+
+def telemetry_group(
+    app: str,
+    *,
+    state_dir: str | os.PathLike[str] | None = None,
+    name: str = "telemetry",
+    help: str | None = None,
+) -> click.Group:
+    """A click group a host CLI mounts: ``<host> telemetry status|disable|enable|...``.
+
+    ``app`` and ``state_dir`` must match the host's ``Telemetry(...)``. The
+    group's commands never record telemetry.
+    """
+    _ops.Target.resolve(app, state_dir)  # a bad app name is the host's bug: fail now
+
+    @click.group(name=name, help=help or f"Show or control {app}'s anonymous usage telemetry.")
+    @click.pass_context
+    def group(ctx: click.Context) -> None:
+        ctx.meta[_META_KEY] = (app, state_dir)
+
+    for command in _commands(include_schema=False):
+        group.add_command(command)
+    return group
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``telespool`` console script."""
+    cli.main(args=argv, prog_name="telespool")

@@ -1,0 +1,300 @@
+"""What each control command does, as plain functions returning JSON-ready dicts.
+
+Shared by the ``telespool`` click CLI, the host's click group and the argparse
+helpers, so every front end behaves the same. Nothing here constructs a
+``Telemetry``: no spool, process or socket comes into being from looking.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import _consent
+from .._paths import (
+    INSTALL_NAME,
+    MARKER_NAME,
+    UnsafeStateDir,
+    default_state_dir,
+    ensure_state_dir,
+    env_prefix,
+    validate_app,
+)
+from .._purge import clear_state_dir, purge_state_dir
+from ._errors import CliError
+from ._reader import read_events, read_snapshot
+
+__all__ = [
+    "Target",
+    "disable",
+    "enable",
+    "flush",
+    "inspect",
+    "purge",
+    "schema_reference",
+    "schema_validate",
+    "status",
+]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which app's telemetry a command acts on, and where its state lives."""
+
+    app: str
+    state_dir: Path
+
+    @classmethod
+    def resolve(cls, app: str | None, state_dir: str | os.PathLike[str] | None) -> Target:
+        if not app:
+            raise CliError("missing --app NAME (the app whose telemetry to act on)", 2)
+        try:
+            validate_app(app)
+        except ValueError as exc:
+            raise CliError(str(exc), 2) from exc
+        if state_dir is not None:
+            return cls(app, Path(state_dir).expanduser().absolute())
+        try:
+            return cls(app, default_state_dir(app))
+        except Exception as exc:  # platformdirs cannot place it: say so in one line
+            raise CliError(f"cannot locate the state dir for {app!r}: {exc}") from exc
+
+
+def _existing_dir(target: Target) -> Path | None:
+    try:
+        return target.state_dir if target.state_dir.is_dir() else None
+    except OSError:
+        return None
+
+
+def _decision(target: Target, env: Mapping[str, str]) -> _consent.Decision:
+    # The CLI cannot know a host's in-code flags; it shows what this environment decides.
+    return _consent.resolve(
+        target.app, enabled=True, state_dir=_existing_dir(target), env=env, allow_in_ci=False
+    )
+
+
+def status(target: Target, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Consent and reason, paths, queue size and age, drops, upload state."""
+    env = os.environ if env is None else env
+    decision = _decision(target, env)
+    existing = _existing_dir(target)
+    snap = read_snapshot(existing) if existing is not None else None
+    meta = snap.meta if snap is not None else {}
+    config = _as_mapping(meta.get("config"))
+    upload = _as_mapping(meta.get("upload"))
+    endpoint = env.get(f"{env_prefix(target.app)}_TELEMETRY_ENDPOINT") or config.get("endpoint")
+    oldest = snap.oldest if snap is not None else None
+    return {
+        "app": target.app,
+        "enabled": decision.enabled,
+        "reason": decision.reason,
+        "explanation": _consent.explain(decision, target.app),
+        "debug": _consent.debug_mode(target.app, env),
+        "state_dir": str(target.state_dir),
+        "state_dir_exists": existing is not None,
+        "opt_out_marker": existing is not None and (existing / MARKER_NAME).exists(),
+        "spool_exists": snap is not None and snap.exists,
+        "install_id": _install_id(existing),
+        "endpoint": endpoint,
+        "format": config.get("format"),
+        "app_version": config.get("app_version"),
+        "queued": snap.queued if snap is not None else 0,
+        "bytes": snap.bytes if snap is not None else 0,
+        "disk_bytes": _disk_bytes(existing),
+        "oldest": oldest,
+        "oldest_age_s": _age_s(oldest),
+        "dropped": dict(snap.dropped) if snap is not None else {},
+        "unreported_drops": dict(snap.unreported) if snap is not None else {},
+        "last_upload_at": upload.get("last_upload_at"),
+        "next_attempt_at": upload.get("next_attempt_at"),
+        "last_outcome": upload.get("last_outcome"),
+    }
+
+
+def inspect(target: Target, *, limit: int | None, event: str | None) -> dict[str, Any]:
+    """The most recent ``limit`` queued events (oldest first), read-only."""
+    if limit is not None and limit < 0:
+        raise CliError("--limit must not be negative", 2)
+    existing = _existing_dir(target)
+    if existing is None:
+        return {"state_dir": str(target.state_dir), "total": 0, "events": []}
+    events, total = read_events(existing, limit=limit, event=event)
+    return {"state_dir": str(target.state_dir), "total": total, "events": events}
+
+
+def purge(target: Target) -> dict[str, Any]:
+    """Delete queued events, drop counts and the install id; keep an opt-out."""
+    existing = _existing_dir(target)
+    if existing is None:
+        return {"state_dir": str(target.state_dir), "removed": [], "cleared_events": 0}
+    try:
+        cleared, removed = clear_state_dir(existing)
+    except OSError as exc:
+        raise CliError(f"cannot purge {existing}: {exc}") from exc
+    return {"state_dir": str(existing), "removed": removed, "cleared_events": cleared}
+
+
+def disable(target: Target) -> dict[str, Any]:
+    """Write the opt-out marker and delete everything else in the state dir."""
+    try:
+        ensure_state_dir(target.state_dir)
+    except UnsafeStateDir as exc:
+        raise CliError(str(exc)) from exc
+    marker = target.state_dir / MARKER_NAME
+    try:
+        _create_private(marker)
+    except OSError as exc:
+        raise CliError(f"cannot write the opt-out marker {marker}: {exc.strerror or exc}") from exc
+    removed = purge_state_dir(target.state_dir, keep_marker=True)
+    return {"state_dir": str(target.state_dir), "marker": str(marker), "removed": removed}
+
+
+def enable(target: Target, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Remove the opt-out marker; the next enabled run starts a new install id."""
+    env = os.environ if env is None else env
+    marker = target.state_dir / MARKER_NAME
+    was_disabled = False
+    try:
+        marker.unlink()
+        was_disabled = True
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise CliError(f"cannot remove the opt-out marker {marker}: {exc.strerror or exc}") from exc
+    if was_disabled:
+        try:
+            target.state_dir.rmdir()  # only succeeds if the marker was all there was
+        except OSError:
+            pass
+    decision = _decision(target, env)
+    return {
+        "state_dir": str(target.state_dir),
+        "was_disabled": was_disabled,
+        "enabled": decision.enabled,
+        "reason": decision.reason,
+        "explanation": _consent.explain(decision, target.app),
+    }
+
+
+Progress = Callable[[Mapping[str, Any]], None]
+
+
+def flush(
+    target: Target,
+    *,
+    timeout: float,
+    on_progress: Progress | None = None,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Drain the spool now through the uploader, bounded by ``timeout`` seconds."""
+    env = os.environ if env is None else env
+    if not timeout > 0:
+        raise CliError("--timeout must be positive", 2)
+    decision = _decision(target, env)
+    existing = _existing_dir(target)
+    base = {"state_dir": str(target.state_dir), "sent": 0, "remaining": 0, "dropped": {}}
+    if not decision.enabled:
+        return {**base, "outcome": "disabled", "reason": decision.reason}
+    if existing is None or not _has_spool(existing):
+        return {**base, "outcome": "empty"}
+    try:
+        from .._flush import run_flush
+    except ImportError as exc:
+        raise CliError(f"flush is not available in this build: {exc}") from exc
+    try:
+        result = run_flush(existing, timeout, on_progress)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"flush failed: {exc}") from exc
+    return {"state_dir": str(existing), **_as_dict(result)}
+
+
+def schema_reference() -> str:
+    """The bundled reference schema as JSON text."""
+    from .. import Schema
+
+    return Schema.reference().to_json()
+
+
+def schema_validate(path: str) -> dict[str, Any]:
+    """Load and validate a schema file: name, version and hash, or every problem."""
+    from .. import Schema, SchemaError
+
+    try:
+        schema = Schema.load(path)
+    except SchemaError as exc:
+        return {"path": path, "valid": False, "problems": list(exc.problems)}
+    except OSError as exc:
+        raise CliError(f"cannot read schema file {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        return {"path": path, "valid": False, "problems": [str(exc)]}
+    return {
+        "path": path,
+        "valid": True,
+        "problems": [],
+        "name": schema.name,
+        "version": schema.version,
+        "hash": schema.hash,
+        "events": sorted(schema.doc.get("events", {})),
+    }
+
+
+# -- helpers -----------------------------------------------------------------------------
+def _as_mapping(value: object) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _create_private(path: Path) -> None:
+    flags = os.O_CREAT | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, 0o600)
+    os.close(fd)
+
+
+def _has_spool(state_dir: Path) -> bool:
+    return (state_dir / "spool.db").is_file()
+
+
+def _install_id(state_dir: Path | None) -> str | None:
+    if state_dir is None:
+        return None
+    try:
+        doc = json.loads((state_dir / INSTALL_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = doc.get("install_id") if isinstance(doc, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _disk_bytes(state_dir: Path | None) -> int:
+    if state_dir is None:
+        return 0
+    total = 0
+    for suffix in ("", "-wal"):
+        try:
+            total += os.stat(state_dir / f"spool.db{suffix}").st_size
+        except OSError:
+            pass
+    return total
+
+
+def _age_s(iso: str | None) -> float | None:
+    from .._upload_state import parse_time
+
+    then = parse_time(iso)
+    return None if then is None else round(max(time.time() - then, 0.0), 3)
+
+
+def _as_dict(result: object) -> dict[str, Any]:
+    if isinstance(result, Mapping):
+        return dict(result)
+    import dataclasses
+
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.asdict(result)
+    keys = ("sent", "remaining", "outcome", "dropped", "batches", "elapsed_s", "detail")
+    return {k: getattr(result, k) for k in keys if hasattr(result, k)}
