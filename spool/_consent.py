@@ -151,6 +151,8 @@ def explain(decision: Decision, app: str) -> str:
         "marker": f"disabled by `telespool --app {app} disable` (the opt-out marker exists)",
         "code": "the host passed enabled=False",
         "ci": f"running under CI (set {prefix}_TELEMETRY_ALLOW_CI=1 to keep it on)",
-        "test_runner": f"running under a test runner (set {prefix}_TELEMETRY_ALLOW_CI=1 to keep it on)",
+        "test_runner": (
+            f"running under a test runner (set {prefix}_TELEMETRY_ALLOW_CI=1 to keep it on)"
+        ),
     }
     return texts.get(decision.reason, decision.reason)
