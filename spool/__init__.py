@@ -7,8 +7,9 @@ Never imports urllib3, filelock, sqlite-utils or the ``uploader`` package.
 from __future__ import annotations
 
 from ._errors import ConfigError, SchemaError, TelemetryError
+from ._flush import FlushResult
 from ._schema import Schema
 from ._telemetry import Telemetry
 
-__all__ = ["ConfigError", "Schema", "SchemaError", "Telemetry", "TelemetryError"]
+__all__ = ["ConfigError", "FlushResult", "Schema", "SchemaError", "Telemetry", "TelemetryError"]
 __version__ = "0.1.0"

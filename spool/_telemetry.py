@@ -21,11 +21,13 @@ from typing import Any
 from . import _consent, _ids
 from ._endpoint import validate_endpoint
 from ._errors import ConfigError
+from ._flush import FlushResult, run_flush
 from ._paths import UnsafeStateDir, default_state_dir, ensure_state_dir, env_prefix, validate_app
 from ._policy import Policy
 from ._purge import purge_state_dir
 from ._schema import Schema
 from ._store import Row, Spool, iso_time
+from ._trigger import Trigger
 from ._writer import Writer
 
 __all__ = ["Telemetry"]
@@ -42,6 +44,8 @@ class Telemetry:
     than ``lock_wait_ms``; ``flush()`` is the only call that may block, and only
     for its ``timeout``.
     """
+
+    _trigger: Trigger | None = None  # set in _start() when an endpoint is configured
 
     def __init__(
         self,
@@ -135,6 +139,10 @@ class Telemetry:
             self._fault_detail = str(exc)
             return
         self._writer = Writer(self.state_dir, self.policy)
+        if self.endpoint is not None:
+            # "Next start": drain what earlier runs left, if due (see _trigger).
+            self._trigger = Trigger(self.state_dir, self.policy)
+            self._writer.run_locked(self._trigger.maybe_spawn)
         self._writer.run_locked(self._write_config)
         self._writer.run_locked(self._expire_if_due)
         _register_exit(self)
@@ -201,6 +209,10 @@ class Telemetry:
         writer.append(
             Row(_ids.new_event_id(), name, iso_time(time.time()), self.run_id, props_json, size)
         )
+        trigger = self._trigger
+        if trigger is not None and trigger.tick():
+            # Long-lived host: a counter or one clock read per call; rarely a spawn.
+            writer.run_locked(trigger.maybe_spawn, wait_ms=0)
 
     def _count(self, reason: str, n: int = 1) -> None:
         writer = self._writer
@@ -274,9 +286,36 @@ class Telemetry:
         self._closed = True
         try:
             if self._writer is not None:
+                if self._trigger is not None:
+                    # At exit (atexit calls close): write the buffer, then start an
+                    # uploader for it if due. The host never waits for the child.
+                    self._writer.sync()
+                    self._writer.run_locked(self._trigger.maybe_spawn)
                 self._writer.close()
         except Exception:
             pass
+
+    def flush(self, timeout: float = 10.0) -> FlushResult:
+        """Drain the queue now, blocking for about ``timeout`` seconds at most.
+
+        Runs the uploader as a child process (urllib3 never loads in the host)
+        and waits for its result. Never raises: outcome ``disabled`` or
+        ``no_endpoint`` says when nothing could be done.
+        """
+        try:
+            if not self.decision.enabled or self.debug:
+                reason = "debug" if self.decision.enabled else self.decision.reason
+                return FlushResult("disabled", detail=reason)
+            if self.endpoint is None:
+                return FlushResult("no_endpoint", detail="no endpoint configured")
+            writer = self._writer
+            if writer is None or self.state_dir is None:
+                return FlushResult("error", detail=getattr(self, "_fault_detail", "no spool"))
+            if not self._closed:
+                writer.sync()
+            return run_flush(self.state_dir, timeout)
+        except Exception as exc:
+            return FlushResult("error", detail=f"{type(exc).__name__}: {exc}")
 
     def __enter__(self) -> Telemetry:
         return self

@@ -1,0 +1,303 @@
+"""One drain pass: lock, consent, batches until empty / out of budget / told to wait.
+
+Per batch: re-check consent, read up to N events / B bytes in id order, encode,
+gzip, POST, then act on the classified result. Rows are only ever deleted after
+the server answered, in one transaction, matched by id range *and* uuid; there
+is no "in flight" state, so a crash at any point leaves every unacked row
+queued (it is re-sent and the receiver deduplicates on the event id).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from spool._consent import kill_switch
+from spool._paths import DB_NAME, INSTALL_NAME, MARKER_NAME, UnsafeStateDir
+from spool._policy import Policy
+from spool._purge import purge_state_dir
+from spool._store import Spool
+from spool._upload_state import format_time, parse_time, read_upload_state, update_upload_state
+
+from ._backoff import Backoff
+from ._encode import ENCODERS, EnvelopeHeader, gzip_body
+from ._lock import try_lock
+from ._result import Ack, Drop, Retry, Split
+from ._transport import Transport
+
+__all__ = ["PAUSE_AFTER_POST_ENV", "PassResult", "drain"]
+
+# Test-only hook: sleep this many seconds after the server accepted a batch and
+# before the rows are deleted, so a test can SIGKILL a real uploader in that gap.
+PAUSE_AFTER_POST_ENV = "TELESPOOL_TEST_PAUSE_AFTER_POST"
+# The uploader is off the call path: it may wait for the host's brief writes.
+BUSY_MS = 5000
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class PassResult:
+    """What one pass did. ``outcome`` is one of: empty, budget, backoff, busy,
+    opted_out, no_endpoint, error."""
+
+    outcome: str
+    sent: int = 0
+    remaining: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    detail: str = ""
+    next_attempt_at: str | None = None
+
+    def as_line(self) -> dict[str, Any]:
+        return {
+            "type": "done",
+            "outcome": self.outcome,
+            "sent": self.sent,
+            "remaining": self.remaining,
+            "dropped": dict(self.dropped),
+            "detail": self.detail,
+            "next_attempt_at": self.next_attempt_at,
+        }
+
+
+def drain(
+    state_dir: Path,
+    budget_s: float | None = None,
+    progress: Progress | None = None,
+    *,
+    force: bool = False,
+    lock_wait_s: float = 0.0,
+    env: Mapping[str, str] | None = None,
+) -> PassResult:
+    """Run one pass. Never raises for runtime faults: they become outcome ``error``."""
+    env = os.environ if env is None else env
+    if (state_dir / MARKER_NAME).exists():
+        purge_state_dir(state_dir, keep_marker=True)
+        return PassResult("opted_out", detail="opt-out marker present")
+    if not (state_dir / DB_NAME).is_file():
+        # Never create a spool here: nothing was ever queued.
+        return PassResult("empty", detail="no spool")
+    try:
+        lock = try_lock(state_dir, lock_wait_s)
+    except (UnsafeStateDir, OSError) as exc:
+        return PassResult("error", detail=f"lock: {exc}")
+    if lock is None:
+        return PassResult("busy", detail="another uploader holds the lock")
+    try:
+        return _Pass(state_dir, budget_s, progress, force, env).run()
+    finally:
+        lock.release()
+
+
+class _Pass:
+    def __init__(
+        self,
+        state_dir: Path,
+        budget_s: float | None,
+        progress: Progress | None,
+        force: bool,
+        env: Mapping[str, str],
+    ) -> None:
+        self.state_dir = state_dir
+        self.budget_s = budget_s
+        self.progress = progress
+        self.force = force
+        self.env = env
+        self.result = PassResult("empty")
+        self.spool: Spool | None = None
+
+    def run(self) -> PassResult:
+        try:
+            self.spool = Spool(self.state_dir, Policy(), busy_ms=BUSY_MS)
+        except Exception as exc:
+            return PassResult("error", detail=f"open spool: {type(exc).__name__}: {exc}")
+        try:
+            self._run(self.spool)
+        except _OptedOut:
+            self._close()
+            purge_state_dir(self.state_dir, keep_marker=True)
+            self.result.outcome = "opted_out"
+            self.result.remaining = 0
+            return self.result
+        except Exception as exc:  # a detached process has nobody to raise to
+            self.result.outcome = "error"
+            self.result.detail = f"{type(exc).__name__}: {exc}"
+            self._record_outcome()
+        self._close()
+        return self.result
+
+    def _close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+
+    # -- the pass ---------------------------------------------------------------------
+    def _run(self, spool: Spool) -> None:
+        start = time.monotonic()
+        config = spool.get_meta("config")
+        if not isinstance(config, dict):
+            self.result.outcome = "no_endpoint"
+            self.result.detail = "no config written by a host yet"
+            return
+        app = str(config.get("app", ""))
+        self.app = app
+        self._check_consent()
+        endpoint = config.get("endpoint")
+        if not endpoint:
+            self.result.outcome = "no_endpoint"
+            self.result.remaining = spool.queued()[0]
+            return
+        policy = Policy.from_upload_settings(dict(config.get("policy") or {}))
+        budget = policy.pass_budget_s if self.budget_s is None else self.budget_s
+        deadline = start + max(budget, 0.0)
+        state = read_upload_state(spool)
+        now = time.time()
+        next_at = parse_time(state.get("next_attempt_at"))
+        # A next_attempt_at further ahead than the cap means the clock jumped: ignore it.
+        if not self.force and next_at is not None and now < next_at <= now + policy.backoff_max_s:
+            self.result.outcome = "backoff"
+            self.result.next_attempt_at = state.get("next_attempt_at")
+            self.result.remaining = spool.queued()[0]
+            return
+        expired = spool.expire(policy.max_age_days * 86400.0)
+        if expired:
+            self.result.dropped["expired"] += expired
+        fmt = str(config.get("format") or "json")
+        encoder = ENCODERS.get(fmt)
+        if encoder is None:
+            raise ValueError(f"format {fmt!r} is not supported by this uploader")
+        transport = Transport(
+            str(endpoint),
+            connect_timeout_s=policy.connect_timeout_s,
+            read_timeout_s=policy.read_timeout_s,
+        )
+        header = EnvelopeHeader.from_config(config, _install_id(self.state_dir))
+        backoff = Backoff(
+            policy.backoff_base_s, policy.backoff_max_s, int(state.get("failures", 0))
+        )
+        headers = {"Content-Type": "", "Content-Encoding": "gzip"}
+        remaining = spool.queued()[0]
+        self._emit(remaining)
+        after_id = 0
+        limit = policy.batch_events
+        pause = float(self.env.get(PAUSE_AFTER_POST_ENV) or 0)
+        outcome = "empty"
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    outcome = "budget"
+                    break
+                self._check_consent()
+                batch = spool.read_batch(after_id, limit, policy.batch_bytes)
+                if not batch:
+                    outcome = "empty"
+                    break
+                dropped = spool.unreported_drops()
+                encoded = encoder(header, batch, dropped, format_time(time.time()))
+                headers["Content-Type"] = encoded.content_type
+                result = transport.post(gzip_body(encoded.body), headers, left)
+                first, last = batch[0].id, batch[-1].id
+                uuids = [e.uuid for e in batch]
+                if isinstance(result, Ack):
+                    if pause > 0:
+                        time.sleep(pause)
+                    n = spool.ack(first, last, dropped, uuids=uuids)
+                    self.result.sent += n
+                    backoff = backoff.reset()
+                    after_id = last
+                elif isinstance(result, Drop):
+                    n = spool.drop_range(first, last, result.reason, uuids=uuids)
+                    self.result.dropped[result.reason] += n
+                    after_id = last
+                elif isinstance(result, Split):
+                    if len(batch) == 1:
+                        # One event bigger than the endpoint accepts: it never will be.
+                        n = spool.drop_range(first, last, "too_large", uuids=uuids)
+                        self.result.dropped["too_large"] += n
+                        after_id = last
+                    else:
+                        limit = max(1, len(batch) // 2)
+                    continue
+                else:
+                    assert isinstance(result, Retry)
+                    self._back_off(spool, backoff.increment(), result)
+                    return
+                remaining = max(remaining - len(batch), 0)
+                self._emit(remaining)
+        finally:
+            transport.close()
+        self.result.outcome = outcome
+        if self.result.sent or self.result.dropped:
+            spool.reclaim()  # give the space back to the OS (DESIGN: disk targets)
+        self.result.remaining = spool.queued()[0]
+        changes: dict[str, Any] = {"failures": 0, "next_attempt_at": None, "last_outcome": outcome}
+        if self.result.sent:
+            changes["last_upload_at"] = format_time(time.time())
+        update_upload_state(spool, changes)
+
+    def _back_off(self, spool: Spool, backoff: Backoff, result: Retry) -> None:
+        delay = backoff.delay(result.retry_after_s)
+        next_at = format_time(time.time() + delay)
+        state = read_upload_state(spool)
+        errors = Counter(state.get("errors") or {})
+        errors[result.error] += 1
+        update_upload_state(
+            spool,
+            {
+                "failures": backoff.failures,
+                "next_attempt_at": next_at,
+                "last_outcome": "backoff",
+                "last_error": result.error,
+                "errors": dict(errors),
+            },
+        )
+        self.result.outcome = "backoff"
+        self.result.next_attempt_at = next_at
+        self.result.detail = result.detail or result.error
+        self.result.remaining = spool.queued()[0]
+
+    def _record_outcome(self) -> None:
+        if self.spool is None:
+            return
+        try:
+            update_upload_state(
+                self.spool,
+                {"last_outcome": self.result.outcome, "last_error": self.result.detail[:300]},
+            )
+        except Exception:
+            pass  # the outcome still reaches --progress; the spool itself is the fault
+
+    def _check_consent(self) -> None:
+        if (self.state_dir / MARKER_NAME).exists() or kill_switch(self.app, self.env):
+            raise _OptedOut()
+
+    def _emit(self, remaining: int) -> None:
+        if self.progress is not None:
+            self.progress(
+                {
+                    "type": "progress",
+                    "sent": self.result.sent,
+                    "remaining": remaining,
+                    "dropped": dict(self.result.dropped),
+                }
+            )
+
+
+class _OptedOut(Exception):
+    """The user opted out while this pass ran."""
+
+
+def _install_id(state_dir: Path) -> str | None:
+    try:
+        with open(state_dir / INSTALL_NAME, encoding="utf-8") as f:
+            value = json.load(f).get("install_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
