@@ -28,6 +28,7 @@ __all__ = [
     "kill_switch",
     "marker_present",
     "resolve",
+    "under_test_runner",
 ]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -97,7 +98,8 @@ def ci_vendor(env: Mapping[str, str]) -> str | None:
     return None
 
 
-def _under_test_runner(env: Mapping[str, str]) -> bool:
+def under_test_runner(env: Mapping[str, str]) -> bool:
+    """True under pytest, tox or nox (their variables, or pytest imported)."""
     return any(env.get(v) for v in _TEST_VARS) or "pytest" in sys.modules
 
 
@@ -131,7 +133,7 @@ def resolve(
     if not allow:
         if ci_vendor(env):
             return Decision(False, "ci")
-        if _under_test_runner(env):
+        if under_test_runner(env):
             return Decision(False, "test_runner")
     return Decision(True, "on")
 
