@@ -1,0 +1,454 @@
+#!/usr/bin/env python3
+"""The reference collector: receives telespool batches and stores them in SQLite.
+
+    python scripts/collector.py --host 127.0.0.1 --port 0 --db events.db [--schema FILE]
+
+The first stdout line is ``listening on http://HOST:PORT`` (port 0 picks a free
+one). Endpoints:
+
+    POST /v1/events (or /)  a gzip (or identity) JSON envelope, DESIGN.md "Wire format"
+    POST /v1/logs           OTLP/HTTP JSON logs: answers 415 until the otlp decoder lands
+    GET  /healthz           "ok"
+    GET  /stats             JSON counts (events, batches, duplicates, rejected, drops)
+
+What it guarantees:
+- **Size limits.** A body over ``--max-body-bytes`` gets 413 before it is read;
+  the gzip stream is inflated incrementally with ``max_length``, so a zip bomb
+  gets 413 after at most ``--max-decoded-bytes`` of output, never a memory blow-up.
+- **Server-side validation.** Every event is sanitized again with the
+  collector's own schema (the server is the authority, not the client):
+  an *off-list event* (unknown name) is **not stored**, it is counted under
+  ``rejected_events`` by reason; an unknown or invalid *property* is stripped
+  and the event stored sanitized, the stripped property counted. Context
+  keys (``ctx_*``) are kept only from a fixed list, as short scalars. A
+  malformed envelope gets 400 (the uploader drops the batch, counted
+  ``rejected``); off-list events do not fail their batch, so one bad event
+  never makes a client re-send good ones.
+- **Exactly once.** Events are keyed by their random id (``UNIQUE`` +
+  ``INSERT OR IGNORE``): a batch re-sent after a crash stores nothing twice.
+- Counts are printed to stdout on SIGTERM/SIGINT and at exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import re
+import signal
+import sqlite3
+import sys
+import threading
+import time
+import zlib
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from spool import Schema
+
+__all__ = ["CollectorDB", "main", "make_server"]
+
+MAX_BODY_BYTES = 4 * 1024 * 1024  # compressed; the uploader sends <= 512 KiB uncompressed
+MAX_DECODED_BYTES = 16 * 1024 * 1024  # after gunzip
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# Context keys the host merges into every event; anything else ctx_* is stripped.
+_CTX_KEYS = frozenset({"ctx_app_version", "ctx_schema_version", "ctx_python", "ctx_os", "ctx_arch"})
+_CTX_MAX_LEN = 64
+
+_SQL = (
+    """CREATE TABLE IF NOT EXISTS batches (
+        id INTEGER PRIMARY KEY,
+        received_at TEXT NOT NULL,
+        format TEXT NOT NULL,
+        app TEXT, app_version TEXT, install_id TEXT,
+        schema TEXT, schema_version INTEGER, schema_hash TEXT, sent_at TEXT,
+        events INTEGER NOT NULL, accepted INTEGER NOT NULL,
+        duplicates INTEGER NOT NULL, rejected INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS events (
+        uuid TEXT PRIMARY KEY,  -- the client's random event id: dedup key
+        batch_id INTEGER NOT NULL REFERENCES batches (id),
+        app TEXT, name TEXT NOT NULL, time TEXT NOT NULL, run_id TEXT NOT NULL,
+        install_id TEXT, props TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS reported_drops (
+        batch_id INTEGER NOT NULL REFERENCES batches (id),
+        reason TEXT NOT NULL, count INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS rejections (
+        reason TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID""",
+)
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class CollectorDB:
+    """The collector's own SQLite file; one connection, serialised by a lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        for statement in _SQL:
+            self.conn.execute(statement)
+        self.lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+
+    def store(
+        self,
+        fmt: str,
+        envelope: dict[str, Any],
+        events: list[tuple[str, str, str, str, str]],
+        rejected: Counter[str],
+        total: int,
+    ) -> tuple[int, int]:
+        """Store one batch; returns (accepted, duplicates)."""
+        app = envelope.get("app")
+        install_id = envelope.get("install_id")
+        with self.lock:
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.execute(
+                    "INSERT INTO batches (received_at, format, app, app_version, install_id, "
+                    "schema, schema_version, schema_hash, sent_at, events, accepted, "
+                    "duplicates, rejected) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?)",
+                    (
+                        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        fmt,
+                        _short(app),
+                        _short(envelope.get("app_version")),
+                        _short(install_id),
+                        _short(envelope.get("schema")),
+                        _int(envelope.get("schema_version")),
+                        _short(envelope.get("schema_hash"), 80),
+                        _short(envelope.get("sent_at")),
+                        total,
+                        sum(rejected.values()),
+                    ),
+                )
+                batch_id = cur.lastrowid
+                before = conn.total_changes
+                conn.executemany(
+                    "INSERT OR IGNORE INTO events (uuid, batch_id, app, name, time, run_id, "
+                    "install_id, props) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (u, batch_id, _short(app), n, t, r, _short(install_id), p)
+                        for (u, n, t, r, p) in events
+                    ],
+                )
+                accepted = conn.total_changes - before
+                duplicates = len(events) - accepted
+                conn.execute(
+                    "UPDATE batches SET accepted = ?, duplicates = ? WHERE id = ?",
+                    (accepted, duplicates, batch_id),
+                )
+                dropped = envelope.get("dropped") or {}
+                conn.executemany(
+                    "INSERT INTO reported_drops (batch_id, reason, count) VALUES (?, ?, ?)",
+                    [
+                        (batch_id, str(k)[:64], int(v))
+                        for k, v in dropped.items()
+                        if isinstance(v, int) and not isinstance(v, bool) and v > 0
+                    ],
+                )
+                conn.executemany(
+                    "INSERT INTO rejections (reason, count) VALUES (?, ?) "
+                    "ON CONFLICT (reason) DO UPDATE SET count = count + excluded.count",
+                    list(rejected.items()),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return accepted, duplicates
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            c = self.conn
+            (events,) = c.execute("SELECT count(*) FROM events").fetchone()
+            batches, duplicates, rejected = c.execute(
+                "SELECT count(*), coalesce(sum(duplicates), 0), coalesce(sum(rejected), 0) "
+                "FROM batches"
+            ).fetchone()
+            drops = dict(c.execute("SELECT reason, sum(count) FROM reported_drops GROUP BY reason"))
+            rejections = dict(c.execute("SELECT reason, count FROM rejections"))
+            requests = dict(self.requests)
+        return {
+            "events": events,
+            "batches": batches,
+            "duplicates": duplicates,
+            "rejected_events": rejected,
+            "dropped_reported": drops,
+            "rejections": rejections,
+            "requests": requests,
+        }
+
+
+def _short(value: object, limit: int = 64) -> str | None:
+    return value[:limit] if isinstance(value, str) else None
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# -- decoding -----------------------------------------------------------------------------
+def read_body(handler: BaseHTTPRequestHandler, max_body: int, max_decoded: int) -> bytes:
+    """The request body, inflated, within both limits (BadRequest otherwise)."""
+    if handler.headers.get("Transfer-Encoding"):
+        raise BadRequest(411, "chunked bodies are not accepted; send Content-Length")
+    try:
+        length = int(handler.headers.get("Content-Length", ""))
+    except ValueError:
+        raise BadRequest(411, "Content-Length required") from None
+    if length < 0:
+        raise BadRequest(400, "bad Content-Length")
+    if length > max_body:
+        raise BadRequest(413, f"body over {max_body} bytes")
+    encoding = (handler.headers.get("Content-Encoding") or "identity").strip().lower()
+    if encoding not in ("gzip", "identity"):
+        raise BadRequest(415, f"unsupported Content-Encoding {encoding!r}")
+    inflate = zlib.decompressobj(31) if encoding == "gzip" else None
+    out: list[bytes] = []
+    produced = 0
+    left = length
+    while left > 0:
+        chunk = handler.rfile.read(min(left, 64 * 1024))
+        if not chunk:
+            raise BadRequest(400, "body shorter than Content-Length")
+        left -= len(chunk)
+        if inflate is None:
+            out.append(chunk)
+            continue
+        data = chunk
+        while data:
+            try:
+                piece = inflate.decompress(data, max_decoded - produced + 1)
+            except zlib.error as exc:
+                raise BadRequest(400, f"bad gzip data: {exc}") from None
+            produced += len(piece)
+            if produced > max_decoded:
+                raise BadRequest(413, f"body inflates past {max_decoded} bytes")
+            out.append(piece)
+            data = inflate.unconsumed_tail
+    if inflate is not None:
+        if not inflate.eof:
+            raise BadRequest(400, "truncated gzip stream")
+        out.append(inflate.flush())
+    return b"".join(out)
+
+
+def decode_json_envelope(
+    body: bytes, schema: Schema
+) -> tuple[dict[str, Any], list[tuple[str, str, str, str, str]], Counter[str], int]:
+    """Validate a json envelope; returns (envelope, clean events, rejections, total)."""
+    try:
+        envelope = json.loads(body)
+    except ValueError as exc:
+        raise BadRequest(400, f"body is not JSON: {exc}") from None
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("events"), list):
+        raise BadRequest(400, "envelope must be an object with an 'events' list")
+    dropped = envelope.get("dropped", {})
+    if dropped is not None and not isinstance(dropped, dict):
+        raise BadRequest(400, "'dropped' must be an object")
+    rejected: Counter[str] = Counter()
+    clean: list[tuple[str, str, str, str, str]] = []
+    for event in envelope["events"]:
+        row = _clean_event(event, schema, rejected)
+        if row is not None:
+            clean.append(row)
+    return envelope, clean, rejected, len(envelope["events"])
+
+
+def _clean_event(
+    event: object, schema: Schema, rejected: Counter[str]
+) -> tuple[str, str, str, str, str] | None:
+    if not isinstance(event, dict):
+        rejected["malformed_event"] += 1
+        return None
+    uid, name, when, run_id, props = (
+        event.get("id"),
+        event.get("name"),
+        event.get("time"),
+        event.get("run_id"),
+        event.get("props"),
+    )
+    if not (
+        isinstance(uid, str)
+        and _UUID_RE.fullmatch(uid)
+        and isinstance(name, str)
+        and isinstance(when, str)
+        and len(when) <= 40
+        and isinstance(run_id, str)
+        and len(run_id) <= 64
+        and isinstance(props, dict)
+    ):
+        rejected["malformed_event"] += 1
+        return None
+    ctx = {k: props[k] for k in props if isinstance(k, str) and k.startswith("ctx_")}
+    plain = {k: v for k, v in props.items() if k not in ctx}
+    stripped: list[str] = []
+    out = schema.sanitize(name, plain, stripped.append)
+    if out is None:
+        # Off-list event: not stored, counted (see the module docstring).
+        rejected[f"event:{stripped[0] if stripped else 'unknown_event'}"] += 1
+        return None
+    for reason in stripped:
+        rejected[f"prop:{reason}"] += 1
+    for key, value in ctx.items():
+        if key in _CTX_KEYS and (
+            (isinstance(value, str) and len(value) <= _CTX_MAX_LEN)
+            or (isinstance(value, int) and not isinstance(value, bool))
+        ):
+            out[key] = value
+        else:
+            rejected["prop:unknown_context"] += 1
+    props_json = json.dumps(out, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    return uid, name, when, run_id, props_json
+
+
+def decode_otlp_logs(body: bytes, schema: Schema) -> Any:
+    """Placeholder for format ``otlp`` (OTLP/HTTP JSON logs): map each log record
+    back to (id, name, time, run_id, props) and reuse the json path's checks."""
+    raise BadRequest(415, "otlp is not supported by this collector yet")
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+class Handler(BaseHTTPRequestHandler):
+    server: CollectorServer
+    protocol_version = "HTTP/1.1"  # keep-alive: the uploader reuses one connection
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/healthz":
+            self._reply(200, b"ok\n", "text/plain")
+        elif path == "/stats":
+            self._reply_json(200, self.server.db.stats())
+        else:
+            self._reply_json(404, {"error": "not found"})
+
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0]
+        srv = self.server
+        try:
+            if path not in ("/", "/v1/events", "/v1/logs"):
+                raise BadRequest(404, "unknown path")
+            body = read_body(self, srv.max_body, srv.max_decoded)
+            if path == "/v1/logs":
+                fmt = "otlp"
+                envelope, events, rejected, total = decode_otlp_logs(body, srv.schema)
+            else:
+                fmt = "json"
+                envelope, events, rejected, total = decode_json_envelope(body, srv.schema)
+            accepted, duplicates = srv.db.store(fmt, envelope, events, rejected, total)
+        except BadRequest as exc:
+            # Unread body bytes would poison a kept-alive connection: close it.
+            self.close_connection = True
+            self._reply_json(exc.status, {"error": str(exc)})
+            return
+        self._reply_json(
+            200,
+            {"accepted": accepted, "duplicates": duplicates, "rejected": sum(rejected.values())},
+        )
+
+    def _reply_json(self, status: int, obj: Any) -> None:
+        self._reply(status, json.dumps(obj, sort_keys=True).encode(), "application/json")
+
+    def _reply(self, status: int, body: bytes, ctype: str) -> None:
+        with self.server.db.lock:
+            self.server.db.requests[str(status)] += 1
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per request would drown the counts
+
+
+class CollectorServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        db: CollectorDB,
+        schema: Schema,
+        *,
+        max_body: int,
+        max_decoded: int,
+    ) -> None:
+        super().__init__(address, Handler)
+        self.db = db
+        self.schema = schema
+        self.max_body = max_body
+        self.max_decoded = max_decoded
+
+
+def make_server(
+    host: str,
+    port: int,
+    db_path: Path,
+    schema: Schema,
+    max_body: int = MAX_BODY_BYTES,
+    max_decoded: int = MAX_DECODED_BYTES,
+) -> CollectorServer:
+    return CollectorServer(
+        (host, port), CollectorDB(db_path), schema, max_body=max_body, max_decoded=max_decoded
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--db", required=True, type=Path)
+    parser.add_argument("--schema", type=Path, default=None, help="default: the reference schema")
+    parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES)
+    parser.add_argument("--max-decoded-bytes", type=int, default=MAX_DECODED_BYTES)
+    parser.add_argument(
+        "--allow-non-loopback", action="store_true", help="bind a non-loopback address"
+    )
+    args = parser.parse_args(argv)
+    if not _is_loopback(args.host) and not args.allow_non_loopback:
+        parser.error("refusing to bind a non-loopback address without --allow-non-loopback")
+    schema = Schema.load(args.schema) if args.schema else Schema.reference()
+    server = make_server(
+        args.host, args.port, args.db, schema, args.max_body_bytes, args.max_decoded_bytes
+    )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    port = server.server_address[1]
+    print(f"listening on http://{args.host}:{port}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        print(json.dumps(server.db.stats(), sort_keys=True), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

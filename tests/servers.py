@@ -1,0 +1,313 @@
+"""Scripted loopback servers for uploader tests (real sockets, real threads).
+
+Like urllib3's dummyserver: each server answers according to a small script,
+so a test can stage a refused port, a blackhole, 5xx with Retry-After, a reset
+in the middle of the body, or a server that drips its reply a byte at a time.
+Everything binds 127.0.0.1 on a free port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import re
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = [
+    "REPO",
+    "Blackhole",
+    "Reply",
+    "ScriptedServer",
+    "child_env",
+    "collector",
+    "drops",
+    "fill",
+    "fixed",
+    "meta",
+    "queued",
+    "refused_port",
+    "run_uploader",
+]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b"{}"
+    # Instead of a normal reply, send it one byte every drip_s seconds.
+    drip_s: float = 0.0
+
+
+Script = Callable[[dict[str, Any]], Reply]
+
+
+def fixed(status: int, **headers: str) -> Script:
+    """A script that always answers ``status`` with ``headers``."""
+    return lambda envelope: Reply(status, dict(headers))
+
+
+class ScriptedServer:
+    """A threaded HTTP server on loopback; records every envelope it decoded."""
+
+    def __init__(self, script: Script, tls: ssl.SSLContext | None = None) -> None:
+        self.script = script
+        self.requests = 0
+        self.envelopes: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                with outer.lock:
+                    outer.requests += 1
+                length = int(self.headers.get("Content-Length", "0"))
+                if outer._wants_reset():
+                    self.rfile.read(min(length, 100))
+                    # SO_LINGER 0: close() sends RST instead of FIN.
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                    self.connection.close()
+                    self.close_connection = True
+                    return
+                raw = self.rfile.read(length)
+                envelope = json.loads(gzip.decompress(raw))
+                reply = outer.script(envelope)
+                if 200 <= reply.status < 300:
+                    with outer.lock:
+                        outer.envelopes.append(envelope)
+                if reply.drip_s:
+                    head = f"HTTP/1.1 {reply.status} OK\r\nContent-Length: 2\r\n\r\n{{}}"
+                    try:
+                        for ch in head.encode():
+                            self.wfile.write(bytes([ch]))
+                            self.wfile.flush()
+                            time.sleep(reply.drip_s)
+                    except OSError:
+                        pass
+                    self.close_connection = True
+                    return
+                self.send_response(reply.status)
+                for k, v in reply.headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                self.wfile.write(reply.body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}/v1/events"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # This many next requests get their connection reset in the middle of the body.
+        self.reset_next = 0
+
+    def _wants_reset(self) -> bool:
+        with self.lock:
+            if self.reset_next > 0:
+                self.reset_next -= 1
+                return True
+        return False
+
+    @property
+    def event_ids(self) -> list[str]:
+        with self.lock:
+            return [e["id"] for env in self.envelopes for e in env["events"]]
+
+    def __enter__(self) -> ScriptedServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Blackhole:
+    """Accepts TCP connections (the kernel completes the handshake) and never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1/events"
+
+    def __enter__(self) -> Blackhole:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
+def refused_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def collector(db: Path, *extra: str) -> Iterator[Collector]:
+    """Run scripts/collector.py as a real subprocess on a free loopback port."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "collector.py"),
+            "--port",
+            "0",
+            "--db",
+            str(db),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        match = re.match(r"listening on (http://[\d.]+:\d+)", first)
+        assert match, (
+            f"collector did not start: {first!r} {proc.stderr.read() if proc.stderr else ''}"
+        )
+        yield Collector(match.group(1), proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+@dataclass
+class Collector:
+    base: str
+    proc: subprocess.Popen[str]
+
+    @property
+    def url(self) -> str:
+        return self.base + "/v1/events"
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.base + "/stats", timeout=10) as resp:
+            return dict(json.loads(resp.read()))
+
+    def post(
+        self, body: bytes, headers: dict[str, str], path: str = "/v1/events"
+    ) -> tuple[int, Any]:
+        req = urllib.request.Request(self.base + path, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+
+# -- spool helpers ---------------------------------------------------------------------------
+def fill(state_dir: Path, n: int, endpoint: str | None, **policy: Any) -> None:
+    """Queue ``n`` valid reference-schema events, then point the spool at ``endpoint``.
+
+    Events are written by a real ``Telemetry`` without an endpoint (so its exit
+    trigger does not start an uploader behind the test's back); the endpoint
+    and policy go into the meta table exactly as a host with one would write them.
+    """
+    from spool import Telemetry
+    from spool._store import Spool
+
+    t = Telemetry(app="demo", version="1.0.0", state_dir=state_dir, allow_in_ci=True, **policy)
+    commands = ("eval", "dashboard", "telemetry", "other")
+    for i in range(n):
+        t.track("cli_command", command=commands[i % 4])
+    t.close()
+    s = Spool(state_dir, t.policy)
+    try:
+        config = s.get_meta("config")
+        config["endpoint"] = endpoint
+        s.set_meta("config", config)
+    finally:
+        s.close()
+
+
+def queued(state_dir: Path) -> int:
+    from spool._policy import Policy
+    from spool._store import Spool
+
+    s = Spool(state_dir, Policy())
+    try:
+        return s.queued()[0]
+    finally:
+        s.close()
+
+
+def meta(state_dir: Path, key: str) -> Any:
+    from spool._policy import Policy
+    from spool._store import Spool
+
+    s = Spool(state_dir, Policy())
+    try:
+        return s.get_meta(key)
+    finally:
+        s.close()
+
+
+def drops(state_dir: Path) -> dict[str, int]:
+    from spool._policy import Policy
+    from spool._store import Spool
+
+    s = Spool(state_dir, Policy())
+    try:
+        return s.drops()
+    finally:
+        s.close()
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "CI" and "_TELEMETRY_" not in k}
+    env["DEMO_TELEMETRY_ALLOW_CI"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_uploader(
+    state_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> dict[str, Any]:
+    """Run ``python -m uploader --progress`` to completion; returns its done line."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "uploader", "--state-dir", str(state_dir), "--progress", *args],
+        capture_output=True,
+        text=True,
+        env=env or child_env(),
+        timeout=timeout,
+    )
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert lines and lines[-1]["type"] == "done", (proc.stdout, proc.stderr)
+    return dict(lines[-1])
