@@ -96,4 +96,16 @@ def gzip_body(data: bytes) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
-ENCODERS: dict[str, Encoder] = {"json": encode_json}
+def _encode_otlp(
+    header: EnvelopeHeader,
+    events: Sequence[StoredEvent],
+    dropped: Mapping[str, int],
+    sent_at: str,
+) -> Encoded:
+    # Imported on first use: uploader/_otlp.py imports this module's types.
+    from ._otlp import encode_otlp
+
+    return encode_otlp(header, events, dropped, sent_at)
+
+
+ENCODERS: dict[str, Encoder] = {"json": encode_json, "otlp": _encode_otlp}
