@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Callable
 
-from ._identity import Identity
-from ._probes import env_probe
+from ._identity import Identity, load_identity
+from ._probes import env_probe, process_probes
 from ._schema import Schema
 
-__all__ = ["startup_events"]
+__all__ = ["lifecycle_events", "startup_events"]
 
 
 def startup_events(
@@ -41,3 +43,22 @@ def startup_events(
         auto = schema.auto_props(event)
         out.append((event, {prop: sources[src] for prop, src in auto.items() if src in sources}))
     return out
+
+
+def lifecycle_events(
+    schema: Schema, state_dir: Path, app_version: str, count: Callable[[str], None]
+) -> list[tuple[str, dict[str, object]]]:
+    """Load (or create) the install identity and return the startup events.
+
+    Call once per enabled start. Never raises: a state dir that cannot hold
+    ``install.json`` costs the lifecycle events, counted ``identity_error``.
+    """
+    try:
+        # Always: the uploader reads the install id even when no event is declared.
+        identity = load_identity(state_dir, app_version)
+        if not schema.lifecycle:
+            return []
+        return startup_events(schema, identity, process_probes())
+    except Exception:
+        count("identity_error")
+        return []

@@ -43,6 +43,10 @@ class ModelSanitizer:
 
     def __call__(self, vendor: object, model: object) -> str:
         """The sanitized token. Never raises; non-strings count as unknown."""
+        if vendor.__class__ is str and model.__class__ is str:
+            hit = self._cache.get((vendor, model))
+            if hit is not None:
+                return hit
         if not isinstance(vendor, str) or not isinstance(model, str):
             if isinstance(vendor, str):
                 v = str.__str__(vendor).strip().lower()

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from . import _context
 from ._errors import SchemaError
 from ._models import ModelSanitizer
-from ._sanitize import DROP, Checker, compile_prop
+from ._sanitize import DROP, Allowed, compile_prop
 from ._schema_check import check_document
 
 __all__ = ["Schema"]
@@ -56,7 +56,8 @@ class Schema:
             event: {p: self._resolve(spec) for p, spec in body.get("props", {}).items()}
             for event, body in self.doc["events"].items()
         }
-        self._checks: dict[str, dict[str, Checker]] = {
+        # Values are a Checker, or an Allowed frozenset for enums (see sanitize).
+        self._checks: dict[str, dict[str, Any]] = {
             event: {p: compile_prop(spec, self.models) for p, spec in props.items()}
             for event, props in self.props.items()
         }
@@ -161,6 +162,12 @@ class Schema:
                 if check is None:
                     count("unknown_property")
                     continue
+                if check.__class__ is Allowed:
+                    # An enum: the happy path needs no call at all.
+                    if value.__class__ is str and value in check:
+                        out[key] = value
+                        continue
+                    check = check.check
                 clean = check(value, props, count)
                 if clean is not DROP:
                     out[key] = clean

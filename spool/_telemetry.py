@@ -22,6 +22,7 @@ from . import _consent, _ids
 from ._endpoint import validate_endpoint
 from ._errors import ConfigError
 from ._flush import FlushResult, run_flush
+from ._lifecycle import lifecycle_events
 from ._paths import UnsafeStateDir, default_state_dir, ensure_state_dir, env_prefix, validate_app
 from ._policy import Policy
 from ._purge import purge_state_dir
@@ -74,6 +75,10 @@ class Telemetry:
         self.schema = schema if schema is not None else Schema.reference()
         if not isinstance(self.schema, Schema):
             raise ConfigError(f"schema must be a spool.Schema, got {type(schema).__name__}")
+        # Allowlisted context (ctx_* keys, reserved by the schema) for every event,
+        # precomputed once as a JSON fragment so track() pays one string concat.
+        self._context = self.schema.context(version)
+        self._context_json = _ENCODE(self._context)[1:-1]
         prefix = env_prefix(app)
         self.endpoint = validate_endpoint(env.get(f"{prefix}_TELEMETRY_ENDPOINT") or endpoint)
         self.run_id = _ids.new_run_id()
@@ -146,6 +151,10 @@ class Telemetry:
         self._writer.run_locked(self._write_config)
         self._writer.run_locked(self._expire_if_due)
         _register_exit(self)
+        # The schema's lifecycle events; install.json is created here, on enabled runs only.
+        startup = lifecycle_events(self.schema, self.state_dir, self.version, self._count)
+        for event, props in startup:
+            self.track(event, **props)
 
     def _write_config(self, spool: Spool) -> None:
         """Store what the detached uploader needs, so it only needs the state dir."""
@@ -194,7 +203,9 @@ class Telemetry:
         if clean is None:
             return
         props_json = _ENCODE(clean)
+        props_json = props_json[:-1] + ("," if clean else "") + self._context_json + "}"
         if self.debug:
+            clean.update(self._context)
             line = {"name": name, "time": iso_time(time.time()), "props": clean}
             print(json.dumps(line, separators=(",", ":")), file=sys.stderr)
             return
