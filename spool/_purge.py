@@ -28,7 +28,7 @@ def purge_state_dir(state_dir: Path, *, keep_marker: bool) -> list[str]:
     """Delete the spool (with WAL/SHM and corrupt copies), lock and install id.
 
     Returns the names removed. Keeps the opt-out marker when asked, so an
-    opt-out survives its own purge; without it the emptied directory goes too.
+    opt-out survives its own purge; a directory left empty is removed too.
     Never raises; a file that cannot be removed is left and reported by omission.
     """
     removed: list[str] = []
@@ -46,11 +46,11 @@ def purge_state_dir(state_dir: Path, *, keep_marker: bool) -> list[str]:
             removed.append(entry.name)
         except OSError:
             pass
-    if not keep_marker:
-        try:
-            state_dir.rmdir()
-        except OSError:
-            pass
+    try:
+        # Only succeeds when empty: a kept marker (or anything not ours) keeps the dir.
+        state_dir.rmdir()
+    except OSError:
+        pass
     return sorted(removed)
 
 

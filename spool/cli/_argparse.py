@@ -125,4 +125,4 @@ def _dispatch(args: argparse.Namespace, target: _ops.Target, out: TextIO, err: T
     else:
         raise CliError(f"unknown telemetry command {command!r}", 2)
     print(_render.to_json(data) if as_json else text, file=out)
-    return 0
+    return 0 if data.get("ok", True) else 1

@@ -81,17 +81,21 @@ def _commands(*, include_schema: bool) -> list[click.Command]:
     )
     @click.pass_context
     def flush(ctx: click.Context, as_json: bool, timeout: float) -> None:
-        """Send the queued events now, with a progress bar, bounded by --timeout."""
+        """Send the queued events now, with a progress bar, bounded by --timeout.
+
+        Exits 1 unless the queue ends empty (or there was nothing to send).
+        """
         target = _run(lambda: _target(ctx))
         if as_json:
             data = _run(lambda: _ops.flush(target, timeout=timeout))
             click.echo(_render.to_json(data))
-            return
-        with _Progress() as progress:
-            data = _run(lambda: _ops.flush(target, timeout=timeout, on_progress=progress))
-        click.echo(_render.flush_summary(data))
-        if data.get("outcome") not in ("done", "empty", "disabled", "ok", "sent"):
-            ctx.exit(1 if data.get("remaining") else 0)
+        else:
+            # The bar only on a terminal; a log gets just the summary line.
+            with _Progress(enabled=sys.stderr.isatty()) as progress:
+                data = _run(lambda: _ops.flush(target, timeout=timeout, on_progress=progress))
+            click.echo(_render.flush_summary(data))
+        if not data["ok"]:
+            ctx.exit(1)
 
     @click.command()
     @_json_option
@@ -155,7 +159,8 @@ def _commands(*, include_schema: bool) -> list[click.Command]:
 class _Progress:
     """A click progress bar on stderr fed by the uploader's progress reports."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, enabled: bool) -> None:
+        self._enabled = enabled
         self._bar: Any = None
         self._sent = 0
 
@@ -163,7 +168,7 @@ class _Progress:
         return self
 
     def __call__(self, msg: Mapping[str, Any]) -> None:
-        if msg.get("type") != "progress":
+        if not self._enabled or msg.get("type") != "progress":
             return
         sent = int(msg.get("sent", 0))
         total = sent + int(msg.get("remaining", 0))

@@ -192,7 +192,12 @@ def flush(
     on_progress: Progress | None = None,
     env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Drain the spool now through the uploader, bounded by ``timeout`` seconds."""
+    """Drain the spool now through the uploader, bounded by ``timeout`` seconds.
+
+    ``outcome`` is the uploader's (``empty`` means all sent; see
+    ``spool._flush.FlushResult``), or ``disabled`` / ``no_spool`` when there
+    was nothing to do. ``ok`` is true when nothing is left queued.
+    """
     env = os.environ if env is None else env
     if not timeout > 0:
         raise CliError("--timeout must be positive", 2)
@@ -200,18 +205,21 @@ def flush(
     existing = _existing_dir(target)
     base = {"state_dir": str(target.state_dir), "sent": 0, "remaining": 0, "dropped": {}}
     if not decision.enabled:
-        return {**base, "outcome": "disabled", "reason": decision.reason}
+        return {**base, "outcome": "disabled", "reason": decision.reason, "ok": True}
     if existing is None or not _has_spool(existing):
-        return {**base, "outcome": "empty"}
+        return {**base, "outcome": "no_spool", "ok": True}
     try:
         from .._flush import run_flush
     except ImportError as exc:
         raise CliError(f"flush is not available in this build: {exc}") from exc
     try:
-        result = run_flush(existing, timeout, on_progress)
+        # A person asked to send now: a pending backoff does not apply (force).
+        result = run_flush(existing, timeout, on_progress, force=True)
     except (OSError, ValueError) as exc:
         raise CliError(f"flush failed: {exc}") from exc
-    return {"state_dir": str(existing), **_as_dict(result)}
+    data = {"state_dir": str(existing), **_as_dict(result)}
+    data["ok"] = data.get("outcome") == "empty"
+    return data
 
 
 def schema_reference() -> str:

@@ -112,15 +112,32 @@ def flush_summary(r: Mapping[str, Any]) -> str:
     outcome = r.get("outcome")
     if outcome == "disabled":
         return f"nothing sent: telemetry is off [{r.get('reason')}]"
+    if outcome == "no_spool":
+        return "nothing to send: there is no spool"
+    sent, remaining = r.get("sent", 0), r.get("remaining", 0)
     if outcome == "empty":
-        return "nothing to send: no spool"
-    text = f"sent {r.get('sent', 0)} events, {r.get('remaining', 0)} remaining ({outcome})"
+        text = f"sent {sent} events; the queue is empty"
+    else:
+        text = (
+            f"sent {sent} events, {remaining} still queued ({_OUTCOMES.get(str(outcome), outcome)})"
+        )
     dropped = r.get("dropped") or {}
     if dropped:
         text += f"; dropped {_counts(dropped)}"
-    if r.get("detail"):
+    if r.get("detail") and outcome != "empty":
         text += f": {r['detail']}"
     return text
+
+
+_OUTCOMES = {
+    "budget": "out of time",
+    "backoff": "the endpoint asked us to wait",
+    "busy": "another uploader is running",
+    "opted_out": "telemetry is off",
+    "no_endpoint": "no endpoint configured",
+    "timeout": "the uploader did not finish in time",
+    "error": "error",
+}
 
 
 def schema_report(r: Mapping[str, Any]) -> str:
