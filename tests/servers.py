@@ -42,6 +42,7 @@ __all__ = [
     "queued",
     "refused_port",
     "run_uploader",
+    "set_endpoint",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -244,11 +245,22 @@ def fill(state_dir: Path, n: int, endpoint: str | None, **policy: Any) -> None:
     from spool._store import Spool
 
     t = Telemetry(app="demo", version="1.0.0", state_dir=state_dir, allow_in_ci=True, **policy)
+    # The schema's lifecycle events (first_run, sdk_initialized) count towards n.
+    already = int(t.status()["queued"])
     commands = ("eval", "dashboard", "telemetry", "other")
-    for i in range(n):
+    for i in range(n - already):
         t.track("cli_command", command=commands[i % 4])
     t.close()
-    s = Spool(state_dir, t.policy)
+    assert queued(state_dir) == n, "fill(n) must queue exactly n events"
+    set_endpoint(state_dir, endpoint)
+
+
+def set_endpoint(state_dir: Path, endpoint: str | None) -> None:
+    """Point an existing spool at another endpoint, as a host's config write would."""
+    from spool._policy import Policy
+    from spool._store import Spool
+
+    s = Spool(state_dir, Policy())
     try:
         config = s.get_meta("config")
         config["endpoint"] = endpoint

@@ -116,14 +116,15 @@ def _classify_exception(exc: BaseException) -> Retry:
     chain = [exc, reason, exc.__cause__, exc.__context__]
     if any(isinstance(e, (SSLError, ssl.SSLError, ssl.CertificateError)) for e in chain):
         return Retry("tls", detail=detail)
-    if any(isinstance(e, (ConnectTimeoutError,)) for e in chain):
-        return Retry("connect_timeout", detail=detail)
-    if any(isinstance(e, (ReadTimeoutError, TimeoutError)) for e in chain):
-        return Retry("timeout", detail=detail)
     if any(isinstance(e, ConnectionRefusedError) for e in chain) or (
         isinstance(exc, NewConnectionError) and "refused" in str(exc).lower()
     ):
         return Retry("refused", detail=detail)
+    # After "refused": urllib3's NewConnectionError subclasses ConnectTimeoutError.
+    if any(isinstance(e, ConnectTimeoutError) for e in chain):
+        return Retry("connect_timeout", detail=detail)
+    if any(isinstance(e, (ReadTimeoutError, TimeoutError)) for e in chain):
+        return Retry("timeout", detail=detail)
     if any(isinstance(e, (ConnectionResetError, BrokenPipeError)) for e in chain) or isinstance(
         exc, ProtocolError
     ):
