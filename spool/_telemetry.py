@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import _consent, _ids
+from . import _consent, _ids, _notice
 from ._endpoint import validate_endpoint
 from ._errors import ConfigError
 from ._flush import FlushResult, run_flush
@@ -57,6 +57,7 @@ class Telemetry:
         enabled: bool = True,
         state_dir: str | os.PathLike[str] | None = None,
         format: str = "json",
+        notice: str | None = None,
         **policy_overrides: Any,
     ) -> None:
         env = os.environ
@@ -71,6 +72,9 @@ class Telemetry:
             raise ConfigError(f"enabled must be a bool, got {enabled!r}")
         self.version = version
         self.format = format
+        if notice is not None and not isinstance(notice, str):
+            raise ConfigError(f"notice must be a string or None, got {type(notice).__name__}")
+        self._notice = notice  # None: the default first-run notice; "": the host shows its own
         self.policy = Policy.from_overrides(policy_overrides)
         self.schema = schema if schema is not None else Schema.reference()
         if not isinstance(self.schema, Schema):
@@ -144,17 +148,19 @@ class Telemetry:
             self._fault_detail = str(exc)
             return
         self._writer = Writer(self.state_dir, self.policy)
-        if self.endpoint is not None:
-            # "Next start": drain what earlier runs left, if due (see _trigger).
-            self._trigger = Trigger(self.state_dir, self.policy)
-            self._writer.run_locked(self._trigger.maybe_spawn)
         self._writer.run_locked(self._write_config)
         self._writer.run_locked(self._expire_if_due)
+        if self.endpoint is not None:
+            # "Next start": drain what earlier runs left, if due (see _trigger);
+            # after _write_config, so the child reads this run's endpoint.
+            self._trigger = Trigger(self.state_dir, self.policy)
+            self._writer.run_locked(self._trigger.maybe_spawn)
         _register_exit(self)
         # The schema's lifecycle events; install.json is created here, on enabled runs only.
         startup = lifecycle_events(self.schema, self.state_dir, self.version, self._count)
         for event, props in startup:
             self.track(event, **props)
+        _notice.maybe_show_notice(self.state_dir, app=self.app, text=self._notice, env=os.environ)
 
     def _write_config(self, spool: Spool) -> None:
         """Store what the detached uploader needs, so it only needs the state dir."""
