@@ -234,11 +234,13 @@ def schema_validate(path: str) -> dict[str, Any]:
     from .. import Schema, SchemaError
 
     try:
-        schema = Schema.load(path)
-    except SchemaError as exc:
-        return {"path": path, "valid": False, "problems": list(exc.problems)}
+        text = Path(path).read_bytes()
     except OSError as exc:
         raise CliError(f"cannot read schema file {path}: {exc.strerror or exc}") from exc
+    try:
+        schema = Schema.loads(text)
+    except SchemaError as exc:
+        return {"path": path, "valid": False, "problems": list(exc.problems)}
     except ValueError as exc:
         return {"path": path, "valid": False, "problems": [str(exc)]}
     return {
