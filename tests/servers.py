@@ -242,7 +242,6 @@ def fill(state_dir: Path, n: int, endpoint: str | None, **policy: Any) -> None:
     and policy go into the meta table exactly as a host with one would write them.
     """
     from spool import Telemetry
-    from spool._store import Spool
 
     t = Telemetry(app="demo", version="1.0.0", state_dir=state_dir, allow_in_ci=True, **policy)
     # The schema's lifecycle events (first_run, sdk_initialized) count towards n.

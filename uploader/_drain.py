@@ -33,8 +33,9 @@ from ._transport import Transport
 
 __all__ = ["PAUSE_AFTER_POST_ENV", "PassResult", "drain"]
 
-# Test-only hook: sleep this many seconds after the server accepted a batch and
-# before the rows are deleted, so a test can SIGKILL a real uploader in that gap.
+# Test-only hook: sleep this many seconds after the server accepted the pass's
+# first batch and before its rows are deleted, so a test can SIGKILL a real
+# uploader in that gap (or hold the lock while a second uploader starts).
 PAUSE_AFTER_POST_ENV = "TELESPOOL_TEST_PAUSE_AFTER_POST"
 # The uploader is off the call path: it may wait for the host's brief writes.
 BUSY_MS = 5000
@@ -208,6 +209,7 @@ class _Pass:
                 if isinstance(result, Ack):
                     if pause > 0:
                         time.sleep(pause)
+                        pause = 0.0  # once per pass is all a test needs
                     n = spool.ack(first, last, dropped, uuids=uuids)
                     self.result.sent += n
                     backoff = backoff.reset()
