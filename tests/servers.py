@@ -192,6 +192,7 @@ def collector(db: Path, *extra: str) -> Iterator[Collector]:
         text=True,
         env=os.environ.copy(),
     )
+    handle: Collector | None = None
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
@@ -199,20 +200,24 @@ def collector(db: Path, *extra: str) -> Iterator[Collector]:
         assert match, (
             f"collector did not start: {first!r} {proc.stderr.read() if proc.stderr else ''}"
         )
-        yield Collector(match.group(1), proc)
+        handle = Collector(match.group(1), proc)
+        yield handle
     finally:
         proc.terminate()
         try:
-            proc.communicate(timeout=10)
+            out, _ = proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
+            out, _ = proc.communicate()
+        if handle is not None:
+            handle.final_output = out
 
 
 @dataclass
 class Collector:
     base: str
     proc: subprocess.Popen[str]
+    final_output: str = ""  # what it printed after SIGTERM (the counts)
 
     @property
     def url(self) -> str:
