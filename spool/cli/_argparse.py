@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from .._paths import validate_app
 from . import _ops, _render
 from ._errors import CliError
 
@@ -37,10 +38,7 @@ def add_argparse_commands(
     ``subparsers`` is what ``parser.add_subparsers()`` returned. Returns the
     new ``telemetry`` parser. Raises ValueError for a bad app name.
     """
-    try:
-        _ops.Target.resolve(app, state_dir)
-    except CliError as exc:
-        raise ValueError(exc.message) from None
+    validate_app(app)  # a bad app name is the host's bug: raise ValueError now
     parser: argparse.ArgumentParser = subparsers.add_parser(
         name, help=f"show or control {app}'s anonymous usage telemetry"
     )

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import click
 
+from .._paths import validate_app
 from . import _ops, _render
 from ._errors import CliError
 
@@ -248,7 +249,7 @@ def telemetry_group(
     ``app`` and ``state_dir`` must match the host's ``Telemetry(...)``. The
     group's commands never record telemetry.
     """
-    _ops.Target.resolve(app, state_dir)  # a bad app name is the host's bug: fail now
+    validate_app(app)  # a bad app name is the host's bug: raise ValueError now
 
     @click.group(name=name, help=help or f"Show or control {app}'s anonymous usage telemetry.")
     @click.pass_context

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = ["CLI_COMMANDS", "record_cli_command"]
 
@@ -14,7 +14,7 @@ _CONTROL = "telemetry"
 
 
 class _Tracker(Protocol):
-    def track(self, name: str, /, **props: object) -> None: ...
+    def track(self, name: str, **props: Any) -> None: ...
 
 
 def record_cli_command(telemetry: _Tracker, command: object) -> str | None:
