@@ -95,7 +95,8 @@ def test_inspect_shows_the_queued_events_as_a_table(state_dir: Path) -> None:
     assert lines[0].split() == ["id", "time", "(UTC)", "event", "props"]
     assert sum('"command":"eval"' in line for line in lines) == 3
     assert sum('"command":"dashboard"' in line for line in lines) == 2
-    assert lines[-1] == "(5 of 5 queued events shown, oldest first)"
+    assert lines[-1].startswith("(5 of 5 queued events shown, oldest first;")
+    assert "ctx_" not in "\n".join(lines[:-1])
 
 
 def test_inspect_json_limit_and_event_filter(state_dir: Path) -> None:

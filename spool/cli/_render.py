@@ -89,7 +89,10 @@ def events_table(result: Mapping[str, Any], *, max_width: int | None) -> str:
         if max_width is not None and len(line) > max_width:
             line = line[: max(max_width - 1, 0)] + "…"
         out.append(line)
-    out.append(f"({len(events)} of {result['total']} queued events shown, oldest first)")
+    out.append(
+        f"({len(events)} of {result['total']} queued events shown, oldest first; "
+        "ctx_* props hidden, --json shows everything)"
+    )
     return "\n".join(out)
 
 
@@ -103,6 +106,9 @@ def _short_time(iso: str) -> str:
 
 
 def _props(props: object) -> str:
+    if isinstance(props, dict):
+        # ctx_* (app version, OS, Python...) repeat on every event: --json shows them.
+        props = {k: v for k, v in props.items() if not str(k).startswith("ctx_")}
     if isinstance(props, (dict, list)):
         return json.dumps(props, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
     return str(props)
