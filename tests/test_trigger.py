@@ -1,0 +1,140 @@
+"""The host's trigger: detached, rare, persisted; never when opted out."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from spool import Telemetry, _trigger
+from spool._policy import Policy
+from spool._upload_state import format_time
+from tests.servers import Blackhole, collector, meta, queued, refused_port
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture(autouse=True)
+def reap_children() -> object:
+    yield
+    # Wait for every uploader a test started, so none outlives its tmp_path.
+    for child in list(_trigger._CHILDREN):
+        try:
+            child.wait(timeout=30)
+        except Exception:
+            child.kill()
+    _trigger._CHILDREN.clear()
+
+
+def _wait_for(predicate: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached before the hang guard")
+        time.sleep(0.05)
+
+
+def test_veto_when_nothing_is_queued() -> None:
+    assert _trigger.spawn_veto(False, {}, NOW, Policy()) == "empty"
+
+
+def test_veto_while_a_backoff_is_pending() -> None:
+    state = {"next_attempt_at": format_time(NOW + 100)}
+    assert _trigger.spawn_veto(True, state, NOW, Policy()) == "backoff"
+
+
+def test_a_backoff_beyond_the_cap_means_the_clock_jumped_and_is_ignored() -> None:
+    policy = Policy(backoff_max_s=600.0, backoff_base_s=60.0)
+    state = {"next_attempt_at": format_time(NOW + 10 * 86400)}
+    assert _trigger.spawn_veto(True, state, NOW, policy) is None
+
+
+def test_veto_within_the_minimum_interval() -> None:
+    state = {"last_spawn_at": format_time(NOW - 10)}
+    assert _trigger.spawn_veto(True, state, NOW, Policy(trigger_interval_s=60)) == "interval"
+    assert _trigger.spawn_veto(True, state, NOW, Policy(trigger_interval_s=5)) is None
+
+
+def test_exit_starts_a_detached_uploader_that_delivers(tmp_path: Path, state_dir: Path) -> None:
+    with collector(tmp_path / "c.db") as c:
+        t = Telemetry(app="demo", version="1.0.0", endpoint=c.url, state_dir=state_dir)
+        for _ in range(20):
+            t.track("cli_command", command="eval")
+        n = t.status()["queued"]
+        t.close()  # what atexit runs
+        _wait_for(lambda: c.stats()["events"] == n)
+    assert t._trigger is not None and t._trigger.spawned == 1
+    _wait_for(lambda: queued(state_dir) == 0)
+    assert meta(state_dir, "upload")["last_spawn_at"]
+
+
+def test_hundred_offline_runs_spawn_only_a_handful(state_dir: Path) -> None:
+    endpoint = f"http://127.0.0.1:{refused_port()}/v1/events"
+    spawned = 0
+    for _ in range(100):
+        t = Telemetry(app="demo", version="1.0.0", endpoint=endpoint, state_dir=state_dir)
+        t.track("cli_command", command="eval")
+        t.close()
+        assert t._trigger is not None
+        spawned += t._trigger.spawned
+    assert 1 <= spawned <= 3
+
+
+def test_a_long_lived_host_triggers_from_track(tmp_path: Path, state_dir: Path) -> None:
+    with collector(tmp_path / "c.db") as c:
+        t = Telemetry(
+            app="demo",
+            version="1.0.0",
+            endpoint=c.url,
+            state_dir=state_dir,
+            trigger_events=50,
+            trigger_interval_s=0.0,
+        )
+        for _ in range(60):
+            t.track("cli_command", command="eval")
+        assert t._trigger is not None and t._trigger.spawned >= 1
+        _wait_for(lambda: c.stats()["events"] >= 40)
+        t.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_child_runs_in_its_own_session_with_stdio_on_devnull(state_dir: Path) -> None:
+    with Blackhole() as hole:
+        t = Telemetry(
+            app="demo",
+            version="1.0.0",
+            endpoint=hole.url,
+            state_dir=state_dir,
+            read_timeout_s=3.0,
+        )
+        t.track("cli_command", command="eval")
+        t.close()
+        child = _trigger._CHILDREN[-1]
+        assert os.getsid(child.pid) == child.pid != os.getsid(0)
+        for fd in (0, 1, 2):
+            assert os.readlink(f"/proc/{child.pid}/fd/{fd}") == "/dev/null"
+        # No descriptor of ours leaked into it beyond stdio (and what it opened itself).
+        fds = {int(x) for x in os.listdir(f"/proc/{child.pid}/fd")}
+        assert {0, 1, 2} <= fds
+        child.wait(timeout=30)
+
+
+@pytest.mark.parametrize("how", ["opted_out", "debug", "no_endpoint"])
+def test_never_spawns_when_opted_out_debug_or_without_endpoint(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    endpoint: str | None = f"http://127.0.0.1:{refused_port()}/v1/events"
+    if how == "opted_out":
+        monkeypatch.setenv("DO_NOT_TRACK", "1")
+    elif how == "debug":
+        monkeypatch.setenv("DEMO_TELEMETRY_DEBUG", "1")
+    else:
+        endpoint = None
+    t = Telemetry(app="demo", version="1.0.0", endpoint=endpoint, state_dir=state_dir)
+    t.track("cli_command", command="eval")
+    t.close()
+    assert _trigger._CHILDREN == []
+    assert t._trigger is None
