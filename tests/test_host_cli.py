@@ -42,6 +42,8 @@ def click_host(state_dir: Path) -> click.Group:
     @click.group()
     @click.pass_context
     def host(ctx: click.Context) -> None:
+        if ctx.invoked_subcommand == "telemetry":
+            return  # the control command runs without a Telemetry: it records nothing
         t = Telemetry(app="demo", version="1.0.0", state_dir=state_dir)
         ctx.call_on_close(t.close)
         record_cli_command(t, ctx.invoked_subcommand)
@@ -73,9 +75,13 @@ def test_a_click_host_mounts_the_telemetry_group(state_dir: Path) -> None:
     status = runner.invoke(host, ["telemetry", "status", "--json"])
     assert status.exit_code == 0, status.output
     assert json.loads(status.stdout)["reason"] == "on"
+    queued = json.loads(status.stdout)["queued"]
     table = runner.invoke(host, ["telemetry", "inspect"])
     assert "cli_command" in table.stdout
-    assert cli_commands(state_dir) == ["eval", "dashboard", "other", "eval"]  # none recorded
+    for args in (["telemetry"], ["telemetry", "--help"], ["telemetry", "purge"]):
+        assert runner.invoke(host, args).exit_code == 0
+    again = json.loads(runner.invoke(host, ["telemetry", "status", "--json"]).stdout)
+    assert again["queued"] == 0 < queued  # purged, and no telemetry command added one
 
 
 def test_telemetry_disable_through_the_host_records_nothing_and_opts_out(

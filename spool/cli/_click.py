@@ -251,12 +251,19 @@ def telemetry_group(
     """
     validate_app(app)  # a bad app name is the host's bug: raise ValueError now
 
-    @click.group(name=name, help=help or f"Show or control {app}'s anonymous usage telemetry.")
+    @click.group(
+        name=name,
+        help=help or f"Show or control {app}'s anonymous usage telemetry (default: status).",
+        invoke_without_command=True,
+    )
     @click.pass_context
     def group(ctx: click.Context) -> None:
         ctx.meta[_META_KEY] = (app, state_dir)
+        if ctx.invoked_subcommand is None:
+            ctx.invoke(commands["status"])
 
-    for command in _commands(include_schema=False):
+    commands = {c.name: c for c in _commands(include_schema=False)}
+    for command in commands.values():
         group.add_command(command)
     return group
 
