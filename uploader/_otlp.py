@@ -64,6 +64,10 @@ _STR: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring", None) 
 )
 
 
+# json.loads minus its whitespace checks: props are compact JSON written by the spool.
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().raw_decode
+
+
 # -- encoding -------------------------------------------------------------------------------
 def encode_otlp(
     header: EnvelopeHeader,
@@ -133,13 +137,26 @@ def _name_fragment(name: str) -> str:
 def _props_fragment(text: str) -> str:
     """``,{attr},{attr}...`` for a stored props JSON object ('' when empty)."""
     try:
-        props = json.loads(text)
+        props = _SCAN(text, 0)[0]
     except ValueError:
         props = None
     if not isinstance(props, dict):
         # Not what the sanitizer writes; keep it visible rather than failing the batch.
         return _kv("telespool.props", text) if text not in ("", "{}") else ""
-    return "".join(_kv(k, v) for k, v in props.items())
+    s = _STR
+    out = []
+    # The common types inline (this loop is most of an encode); the rest via _kv.
+    for k, v in props.items():
+        cls = v.__class__
+        if cls is str:
+            out.append(f',{{"key":{s(k)},"value":{{"stringValue":{s(v)}}}}}')
+        elif cls is int and _INT64_MIN <= v <= _INT64_MAX:
+            out.append(f',{{"key":{s(k)},"value":{{"intValue":"{v}"}}}}')
+        elif cls is bool:
+            out.append(f',{{"key":{s(k)},"value":{{"boolValue":{"true" if v else "false"}}}}}')
+        else:
+            out.append(_kv(k, v))
+    return "".join(out)
 
 
 def _kv(key: str, value: object) -> str:
