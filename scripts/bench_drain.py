@@ -133,7 +133,16 @@ def _drain_once(n: int, port: int) -> dict[str, Any]:
         _prefill(state, n, f"http://127.0.0.1:{port}/v1/events")
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, "--state-dir", str(state), "--progress", "--budget", "600"],
+            [
+                sys.executable,
+                "-c",
+                _CHILD,
+                "--state-dir",
+                str(state),
+                "--progress",
+                "--budget",
+                "600",
+            ],
             stdout=subprocess.PIPE,
             text=True,
             cwd=tmp,
@@ -165,9 +174,7 @@ def _drain_once(n: int, port: int) -> dict[str, Any]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    sink = subprocess.Popen(
-        [sys.executable, __file__, "--sink"], stdout=subprocess.PIPE, text=True
-    )
+    sink = subprocess.Popen([sys.executable, __file__, "--sink"], stdout=subprocess.PIPE, text=True)
     try:
         assert sink.stdout is not None
         port = int(sink.stdout.readline())
