@@ -58,6 +58,9 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _NS = 1_000_000_000
 # Bound the memo tables: a drain of millions of distinct props must not grow them.
 _CACHE_MAX = 4096
+# Props memo: at most this many entries of at most _PROPS_MEMO_CHARS each (~3 MB).
+_PROPS_MEMO_MAX = 1024
+_PROPS_MEMO_CHARS = 1024
 
 _STR: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring", None) or (
     json.encoder.py_encode_basestring
@@ -96,9 +99,10 @@ def encode_otlp(
         tail = attrs.get(e.props)
         if tail is None:
             tail = _props_fragment(e.props)
-            if len(attrs) >= _CACHE_MAX:
-                attrs.clear()
-            attrs[e.props] = tail
+            if len(e.props) <= _PROPS_MEMO_CHARS:
+                if len(attrs) >= _PROPS_MEMO_MAX:
+                    attrs.clear()
+                attrs[e.props] = tail
         records.append(
             f'{{"timeUnixNano":"{_nanos(e.time)}"{obs}{head}'
             f'{{"key":"{EVENT_ID_KEY}","value":{{"stringValue":{s(e.uuid)}}}}},'
