@@ -203,6 +203,7 @@ class _Pass:
                     outcome = "budget"
                     break
                 self._check_consent()
+                epoch = spool.epoch()
                 batch = spool.read_batch(after_id, limit, policy.batch_bytes)
                 if not batch:
                     outcome = "empty"
@@ -218,7 +219,7 @@ class _Pass:
                     if pause > 0:
                         time.sleep(pause)
                         pause = 0.0  # once per pass is all a test needs
-                    acker.submit(first, last, dropped, uuids)
+                    acker.submit(first, last, dropped, uuids, epoch)
                     self.accepted += len(batch)
                     backoff = backoff.reset()
                     after_id = last
@@ -318,20 +319,23 @@ class _Acker:
 
     def __init__(self, state_dir: Path) -> None:
         self._state_dir = state_dir
-        self._queue: queue.Queue[tuple[int, int, dict[str, int], list[str]] | None] = queue.Queue(
-            maxsize=2
-        )  # bounded: memory stays flat whatever the backlog
+        # Bounded: memory stays flat whatever the backlog.
+        self._queue: queue.Queue[tuple[int, int, dict[str, int], list[str], int] | None] = (
+            queue.Queue(maxsize=2)
+        )
         self._thread: threading.Thread | None = None
         self._deleted = 0
         self._error: BaseException | None = None
 
-    def submit(self, first: int, last: int, dropped: dict[str, int], uuids: list[str]) -> None:
+    def submit(
+        self, first: int, last: int, dropped: dict[str, int], uuids: list[str], epoch: int
+    ) -> None:
         if self._error is not None:
             raise self._error
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="telespool-ack", daemon=True)
             self._thread.start()
-        self._queue.put((first, last, dropped, uuids))
+        self._queue.put((first, last, dropped, uuids, epoch))
 
     def wait(self) -> int:
         """Block until every submitted ack committed; returns rows deleted since last call."""
@@ -364,8 +368,8 @@ class _Acker:
                 if item is None:
                     break
                 if spool is not None and self._error is None:
-                    first, last, dropped, uuids = item
-                    self._deleted += spool.ack(first, last, dropped, uuids=uuids)
+                    first, last, dropped, uuids, epoch = item
+                    self._deleted += spool.ack(first, last, dropped, uuids=uuids, epoch=epoch)
             except BaseException as exc:
                 self._error = exc
             finally:
