@@ -46,8 +46,9 @@ class Schema:
         problems = check_document(doc)
         if problems:
             raise SchemaError(problems)
-        # A private deep copy: later changes to the caller's dict change nothing.
-        self.doc: dict[str, Any] = json.loads(_canonical(doc))
+        # A private deep copy in the author's order (the hash sorts keys itself):
+        # later changes to the caller's dict change nothing.
+        self.doc: dict[str, Any] = json.loads(json.dumps(doc, ensure_ascii=False))
         self.name: str = self.doc["name"]
         self.version: int = self.doc["version"]
         self.hash = "sha256:" + hashlib.sha256(_canonical(self.doc).encode()).hexdigest()
