@@ -20,7 +20,7 @@ from ._migrations import migrate
 from ._paths import DB_NAME, UnsafeStateDir, check_regular_or_absent, secure_create
 from ._policy import Policy
 
-__all__ = ["Row", "Spool", "StoredEvent", "classify_error", "iso_time"]
+__all__ = ["Row", "Spool", "StoredEvent", "WireBatch", "classify_error", "iso_time"]
 
 PAGE_SIZE = 4096
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY, _SQLITE_IOERR = 5, 6, 8, 10
@@ -39,6 +39,15 @@ class Row(NamedTuple):
     run_id: str
     props: str
     size: int
+
+
+class WireBatch(NamedTuple):
+    """A batch pre-rendered by SQLite as JSON event objects (the uploader's fast path)."""
+
+    first_id: int
+    last_id: int
+    uuids: list[str]
+    fragments: list[str]  # one '{"id":...,"name":...,"time":...,"run_id":...,"props":{...}}' each
 
 
 class StoredEvent(NamedTuple):
@@ -343,6 +352,30 @@ class Spool:
             total += event.size
         return batch
 
+    def read_wire_batch(self, after_id: int, max_events: int, max_bytes: int) -> WireBatch | None:
+        """Like ``read_batch``, but each event comes back as its JSON wire object.
+
+        SQLite renders the object in C (json_quote, props spliced as stored),
+        which makes reading about 3x cheaper than building StoredEvents and
+        encoding them in Python. Props that are not valid JSON (a hand-edited
+        spool) travel as ``{}`` rather than breaking the whole envelope.
+        """
+        rows = self.conn.execute(_WIRE_SQL, (after_id, max_events)).fetchall()
+        if not rows:
+            return None
+        uuids: list[str] = []
+        fragments: list[str] = []
+        total = 0
+        last = rows[0][0]
+        for row_id, uuid, size, fragment in rows:
+            if fragments and total + size > max_bytes:
+                break
+            uuids.append(uuid)
+            fragments.append(fragment)
+            total += size
+            last = row_id
+        return WireBatch(rows[0][0], last, uuids, fragments)
+
     def ack(
         self,
         first_id: int,
@@ -436,6 +469,15 @@ class _transaction:
             self.conn.execute("COMMIT")
         elif self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
+
+
+_WIRE_SQL = (
+    "SELECT id, uuid, size, "
+    "'{\"id\":' || json_quote(uuid) || ',\"name\":' || json_quote(name) || "
+    "',\"time\":' || json_quote(time) || ',\"run_id\":' || json_quote(run_id) || "
+    "',\"props\":' || CASE WHEN json_valid(props) THEN props ELSE '{}' END || '}' "
+    "FROM events WHERE id > ? ORDER BY id LIMIT ?"
+)
 
 
 def _bump_epoch(conn: sqlite3.Connection) -> None:

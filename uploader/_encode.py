@@ -16,7 +16,15 @@ from typing import Any, Callable
 
 from spool._store import StoredEvent
 
-__all__ = ["ENCODERS", "Encoded", "Encoder", "EnvelopeHeader", "encode_json", "gzip_body"]
+__all__ = [
+    "ENCODERS",
+    "Encoded",
+    "Encoder",
+    "EnvelopeHeader",
+    "encode_json",
+    "encode_json_fragments",
+    "gzip_body",
+]
 
 # json's C string encoder (escapes quotes, controls; keeps non-ASCII as UTF-8).
 _STR: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring", None) or (
@@ -69,6 +77,21 @@ def encode_json(
 ) -> Encoded:
     """The DESIGN.md envelope as UTF-8 JSON; ``events`` keep their spool order."""
     s = _STR
+    parts = [
+        f'{{"id":{s(e.uuid)},"name":{s(e.name)},"time":{s(e.time)},'
+        f'"run_id":{s(e.run_id)},"props":{e.props}}}'
+        for e in events
+    ]
+    return encode_json_fragments(header, parts, dropped, sent_at)
+
+
+def encode_json_fragments(
+    header: EnvelopeHeader,
+    fragments: Sequence[str],
+    dropped: Mapping[str, int],
+    sent_at: str,
+) -> Encoded:
+    """The envelope around events already rendered as JSON objects (by SQLite)."""
     head = json.dumps(
         {
             "schema": header.schema,
@@ -83,12 +106,7 @@ def encode_json(
         separators=(",", ":"),
         ensure_ascii=False,
     )
-    parts = [
-        f'{{"id":{s(e.uuid)},"name":{s(e.name)},"time":{s(e.time)},'
-        f'"run_id":{s(e.run_id)},"props":{e.props}}}'
-        for e in events
-    ]
-    text = head[:-1] + ',"events":[' + ",".join(parts) + "]}"
+    text = head[:-1] + ',"events":[' + ",".join(fragments) + "]}"
     return Encoded(text.encode("utf-8"), "application/json")
 
 
