@@ -1,6 +1,6 @@
 """A sample host: a voice-agent SDK's CLI recording reference events.
 
-    python scripts/demo_host.py --state-dir DIR [--endpoint URL]
+python scripts/demo_host.py --state-dir DIR [--endpoint URL]
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ def main() -> None:
         endpoint=args.endpoint,
         state_dir=args.state_dir,
         trigger_interval_s=0,  # the demo wants the uploader at every start
+        backoff_base_s=1.0,  # and a short wait after the offline attempts
+        backoff_max_s=2.0,
     ) as t:
         t.track("cli_command", command="eval")
         t.track("agent_configured", builtin_tools=3, custom_tools=2, integration="mcp")
