@@ -7,7 +7,8 @@ The first stdout line is ``listening on http://HOST:PORT`` (port 0 picks a free
 one). Endpoints:
 
     POST /v1/events (or /)  a gzip (or identity) JSON envelope, DESIGN.md "Wire format"
-    POST /v1/logs           OTLP/HTTP JSON logs: answers 415 until the otlp decoder lands
+    POST /v1/logs           OTLP/HTTP JSON logs (gzip or identity), format ``otlp``; same
+                            limits, checks and dedup; replies an ExportLogsServiceResponse
     GET  /healthz           "ok"
     GET  /stats             JSON counts (events, batches, duplicates, rejected, drops)
 
@@ -34,18 +35,25 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import re
 import signal
 import sqlite3
 import sys
 import threading
 import time
-import zlib
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+# Run as a script, this file's directory is on sys.path: the intake sits beside it.
+from _collector_intake import (
+    BadRequest,
+    decode_json_envelope,
+    decode_otlp_logs,
+    otlp_response,
+    read_body,
+)
 
 from spool import Schema
 
@@ -53,10 +61,6 @@ __all__ = ["CollectorDB", "main", "make_server"]
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # compressed; the uploader sends <= 512 KiB uncompressed
 MAX_DECODED_BYTES = 16 * 1024 * 1024  # after gunzip
-_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-# Context keys the host merges into every event; anything else ctx_* is stripped.
-_CTX_KEYS = frozenset({"ctx_app_version", "ctx_schema_version", "ctx_python", "ctx_os", "ctx_arch"})
-_CTX_MAX_LEN = 64
 
 _SQL = (
     """CREATE TABLE IF NOT EXISTS batches (
@@ -78,12 +82,6 @@ _SQL = (
     """CREATE TABLE IF NOT EXISTS rejections (
         reason TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID""",
 )
-
-
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class CollectorDB:
@@ -197,127 +195,6 @@ def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-# -- decoding -----------------------------------------------------------------------------
-def read_body(handler: BaseHTTPRequestHandler, max_body: int, max_decoded: int) -> bytes:
-    """The request body, inflated, within both limits (BadRequest otherwise)."""
-    if handler.headers.get("Transfer-Encoding"):
-        raise BadRequest(411, "chunked bodies are not accepted; send Content-Length")
-    try:
-        length = int(handler.headers.get("Content-Length", ""))
-    except ValueError:
-        raise BadRequest(411, "Content-Length required") from None
-    if length < 0:
-        raise BadRequest(400, "bad Content-Length")
-    if length > max_body:
-        raise BadRequest(413, f"body over {max_body} bytes")
-    encoding = (handler.headers.get("Content-Encoding") or "identity").strip().lower()
-    if encoding not in ("gzip", "identity"):
-        raise BadRequest(415, f"unsupported Content-Encoding {encoding!r}")
-    inflate = zlib.decompressobj(31) if encoding == "gzip" else None
-    out: list[bytes] = []
-    produced = 0
-    left = length
-    while left > 0:
-        chunk = handler.rfile.read(min(left, 64 * 1024))
-        if not chunk:
-            raise BadRequest(400, "body shorter than Content-Length")
-        left -= len(chunk)
-        if inflate is None:
-            out.append(chunk)
-            continue
-        data = chunk
-        while data:
-            try:
-                piece = inflate.decompress(data, max_decoded - produced + 1)
-            except zlib.error as exc:
-                raise BadRequest(400, f"bad gzip data: {exc}") from None
-            produced += len(piece)
-            if produced > max_decoded:
-                raise BadRequest(413, f"body inflates past {max_decoded} bytes")
-            out.append(piece)
-            data = inflate.unconsumed_tail
-    if inflate is not None:
-        if not inflate.eof:
-            raise BadRequest(400, "truncated gzip stream")
-        out.append(inflate.flush())
-    return b"".join(out)
-
-
-def decode_json_envelope(
-    body: bytes, schema: Schema
-) -> tuple[dict[str, Any], list[tuple[str, str, str, str, str]], Counter[str], int]:
-    """Validate a json envelope; returns (envelope, clean events, rejections, total)."""
-    try:
-        envelope = json.loads(body)
-    except ValueError as exc:
-        raise BadRequest(400, f"body is not JSON: {exc}") from None
-    if not isinstance(envelope, dict) or not isinstance(envelope.get("events"), list):
-        raise BadRequest(400, "envelope must be an object with an 'events' list")
-    dropped = envelope.get("dropped", {})
-    if dropped is not None and not isinstance(dropped, dict):
-        raise BadRequest(400, "'dropped' must be an object")
-    rejected: Counter[str] = Counter()
-    clean: list[tuple[str, str, str, str, str]] = []
-    for event in envelope["events"]:
-        row = _clean_event(event, schema, rejected)
-        if row is not None:
-            clean.append(row)
-    return envelope, clean, rejected, len(envelope["events"])
-
-
-def _clean_event(
-    event: object, schema: Schema, rejected: Counter[str]
-) -> tuple[str, str, str, str, str] | None:
-    if not isinstance(event, dict):
-        rejected["malformed_event"] += 1
-        return None
-    uid, name, when, run_id, props = (
-        event.get("id"),
-        event.get("name"),
-        event.get("time"),
-        event.get("run_id"),
-        event.get("props"),
-    )
-    if not (
-        isinstance(uid, str)
-        and _UUID_RE.fullmatch(uid)
-        and isinstance(name, str)
-        and isinstance(when, str)
-        and len(when) <= 40
-        and isinstance(run_id, str)
-        and len(run_id) <= 64
-        and isinstance(props, dict)
-    ):
-        rejected["malformed_event"] += 1
-        return None
-    ctx = {k: props[k] for k in props if isinstance(k, str) and k.startswith("ctx_")}
-    plain = {k: v for k, v in props.items() if k not in ctx}
-    stripped: list[str] = []
-    out = schema.sanitize(name, plain, stripped.append)
-    if out is None:
-        # Off-list event: not stored, counted (see the module docstring).
-        rejected[f"event:{stripped[0] if stripped else 'unknown_event'}"] += 1
-        return None
-    for reason in stripped:
-        rejected[f"prop:{reason}"] += 1
-    for key, value in ctx.items():
-        if key in _CTX_KEYS and (
-            (isinstance(value, str) and len(value) <= _CTX_MAX_LEN)
-            or (isinstance(value, int) and not isinstance(value, bool))
-        ):
-            out[key] = value
-        else:
-            rejected["prop:unknown_context"] += 1
-    props_json = json.dumps(out, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
-    return uid, name, when, run_id, props_json
-
-
-def decode_otlp_logs(body: bytes, schema: Schema) -> Any:
-    """Placeholder for format ``otlp`` (OTLP/HTTP JSON logs): map each log record
-    back to (id, name, time, run_id, props) and reuse the json path's checks."""
-    raise BadRequest(415, "otlp is not supported by this collector yet")
-
-
 # -- HTTP ---------------------------------------------------------------------------------
 class Handler(BaseHTTPRequestHandler):
     server: CollectorServer
@@ -341,7 +218,8 @@ class Handler(BaseHTTPRequestHandler):
             body = read_body(self, srv.max_body, srv.max_decoded)
             if path == "/v1/logs":
                 fmt = "otlp"
-                envelope, events, rejected, total = decode_otlp_logs(body, srv.schema)
+                ctype = self.headers.get("Content-Type")
+                envelope, events, rejected, total = decode_otlp_logs(body, ctype, srv.schema)
             else:
                 fmt = "json"
                 envelope, events, rejected, total = decode_json_envelope(body, srv.schema)
@@ -350,6 +228,10 @@ class Handler(BaseHTTPRequestHandler):
             # Unread body bytes would poison a kept-alive connection: close it.
             self.close_connection = True
             self._reply_json(exc.status, {"error": str(exc)})
+            return
+        if fmt == "otlp":
+            # OTLP clients parse an ExportLogsServiceResponse; the counts are in /stats.
+            self._reply_json(200, otlp_response(rejected))
             return
         self._reply_json(
             200,

@@ -114,8 +114,11 @@ def test_malformed_envelope_gets_400(col: Collector, body: bytes) -> None:
     assert col.post(body, GZ)[0] == 400
 
 
-def test_otlp_path_is_reserved(col: Collector) -> None:
-    assert col.post(_envelope([_event()]), GZ, path="/v1/logs")[0] == 415
+def test_json_envelope_on_the_otlp_path_gets_400(col: Collector) -> None:
+    # /v1/logs takes OTLP/HTTP JSON (tests/test_collector_otlp.py); an envelope there is a mistake.
+    status, body = col.post(_envelope([_event()]), GZ, path="/v1/logs")
+    assert status == 400 and "/v1/events" in body["error"]
+    assert col.stats()["events"] == 0
 
 
 def test_prints_counts_on_sigterm(tmp_path: Path) -> None:
