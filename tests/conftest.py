@@ -25,6 +25,11 @@ _CONSENT_VARS = (
 )
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # The crash torture runs bounded by default; --long runs it for minutes.
+    parser.addoption("--long", action="store_true", help="run the long torture variants")
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for var in list(os.environ):
