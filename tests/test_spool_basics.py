@@ -7,6 +7,7 @@ import os
 import sqlite3
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from .hosts import host_env, run_host
 
 def test_tracked_events_are_readable_rows(state_dir: Path) -> None:
     with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
-        for i in range(3):
+        for _ in range(3):
             t.track("cli_command", command="eval")
         assert t.status()["queued"] >= 3
     db = sqlite3.connect(state_dir / "spool.db")
@@ -49,7 +50,7 @@ def test_sqlite3_cli_reads_rows_while_a_host_appends(tmp_path: Path) -> None:
     state = tmp_path / "state"
     host = subprocess.Popen(
         [
-            os.sys.executable,
+            sys.executable,
             "-c",
             f"""
 import sys, time
