@@ -15,22 +15,20 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._ids import new_run_id
 from ._paths import INSTALL_NAME, check_regular_or_absent
 
 __all__ = ["Identity", "load_identity", "read_install_id"]
 
-_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+_UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 _IS_WINDOWS = sys.platform == "win32"
 _DAY = 86400
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(NamedTuple):
     install_id: str
     first_run: bool  # true for exactly one run of each install
     days_since_install: int
@@ -98,7 +96,7 @@ def _read(path: Path) -> dict[str, Any] | None:
     ok = (
         isinstance(state, dict)
         and isinstance(state.get("install_id"), str)
-        and _UUID_RE.fullmatch(state["install_id"]) is not None
+        and re.fullmatch(_UUID_PATTERN, state["install_id"]) is not None
         and isinstance(state.get("created_day"), int)
         and isinstance(state.get("version"), str)
         and (state.get("previous_version") is None or isinstance(state["previous_version"], str))

@@ -25,7 +25,7 @@ from ._models import ModelSanitizer
 __all__ = [
     "DROP",
     "OTHER",
-    "VERSION_RE",
+    "VERSION_PATTERN",
     "Allowed",
     "Checker",
     "compile_prop",
@@ -49,13 +49,19 @@ Checker = Callable[[object, Mapping[str, object], Callable[[str], None]], object
 # Versions are not free text: digits and dots, an optional PEP 440 / semver
 # pre-release or dev tag, at most 32 chars. Local versions ("+abc") never pass:
 # they can carry a hostname or a commit of a private fork.
-VERSION_RE = re.compile(
+VERSION_PATTERN = (
     r"(?:0|[1-9][0-9]{0,5})(?:\.(?:0|[1-9][0-9]{0,5})){0,3}"
     r"(?:-?(?:a|b|c|rc|alpha|beta|pre|dev|post)\.?[0-9]{0,6})?"
-    r"(?:\.?(?:dev|post)[0-9]{0,6})?",
-    re.ASCII,
+    r"(?:\.?(?:dev|post)[0-9]{0,6})?"
 )
 _VERSION_CACHE: dict[str, bool] = {}
+_VERSION_RE: list[re.Pattern[str]] = []  # compiled on first use: keeps ``import spool`` cheap
+
+
+def _version_re() -> re.Pattern[str]:
+    if not _VERSION_RE:
+        _VERSION_RE.append(re.compile(VERSION_PATTERN, re.ASCII))
+    return _VERSION_RE[0]
 
 
 def sanitize_version(value: object, extra: frozenset[str] = frozenset()) -> str | None:
@@ -67,7 +73,7 @@ def sanitize_version(value: object, extra: frozenset[str] = frozenset()) -> str 
         return value
     ok = _VERSION_CACHE.get(value)
     if ok is None:
-        ok = len(value) <= 32 and VERSION_RE.fullmatch(value) is not None
+        ok = len(value) <= 32 and _version_re().fullmatch(value) is not None
         if len(_VERSION_CACHE) >= 256:
             _VERSION_CACHE.clear()
         _VERSION_CACHE[value] = ok

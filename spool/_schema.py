@@ -15,7 +15,6 @@ Two layers, keys then values:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,11 +24,11 @@ from . import _context
 from ._errors import SchemaError
 from ._models import ModelSanitizer
 from ._sanitize import DROP, Allowed, compile_prop
-from ._schema_check import check_document
 
 __all__ = ["Schema"]
 
 _REFERENCE = Path(__file__).with_name("reference_schema.json")
+_REFERENCE_SCHEMA: Schema | None = None
 
 
 class Schema:
@@ -39,11 +38,15 @@ class Schema:
     JSON) travel with every batch.
     """
 
-    def __init__(self, doc: Mapping[str, Any]) -> None:
+    def __init__(self, doc: Mapping[str, Any], *, _trusted: bool = False) -> None:
         """Validate ``doc`` (the parsed JSON) and compile it; raises SchemaError."""
+        # Imported here: validation is only needed when a schema is built, and
+        # its regexes would otherwise add to ``import spool``.
+        from ._schema_check import check_document
+
         if not isinstance(doc, Mapping):
             raise SchemaError([f"(root): must be an object, got {type(doc).__name__}"])
-        problems = check_document(doc)
+        problems = check_document(doc, compile_patterns=not _trusted)
         if problems:
             raise SchemaError(problems)
         # A private deep copy in the author's order (the hash sorts keys itself):
@@ -51,6 +54,8 @@ class Schema:
         self.doc: dict[str, Any] = json.loads(json.dumps(doc, ensure_ascii=False))
         self.name: str = self.doc["name"]
         self.version: int = self.doc["version"]
+        import hashlib  # here, not at module import: keeps ``import spool`` cheap
+
         self.hash = "sha256:" + hashlib.sha256(_canonical(self.doc).encode()).hexdigest()
         self.models = ModelSanitizer(self.doc.get("models", {}))
         self.props: dict[str, dict[str, dict[str, Any]]] = {
@@ -98,8 +103,14 @@ class Schema:
 
     @classmethod
     def reference(cls) -> Schema:
-        """The bundled reference schema: the voice-agent SDK's events (v5)."""
-        return cls.load(_REFERENCE)
+        """The bundled reference schema: the voice-agent SDK's events (v5).
+
+        Built once per process and shared: a Schema is immutable.
+        """
+        global _REFERENCE_SCHEMA
+        if _REFERENCE_SCHEMA is None or type(_REFERENCE_SCHEMA) is not cls:
+            _REFERENCE_SCHEMA = cls(json.loads(_REFERENCE.read_bytes()), _trusted=True)
+        return _REFERENCE_SCHEMA
 
     def to_json(self, indent: int | None = 2) -> str:
         """The schema as JSON text; ``Schema.loads(s.to_json())`` has the same hash."""

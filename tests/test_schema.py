@@ -256,3 +256,14 @@ def test_nan_in_a_schema_file_is_refused() -> None:
 def test_copying_the_reference_document_gives_an_equal_schema() -> None:
     schema = Schema.reference()
     assert Schema(copy.deepcopy(schema.doc)) == schema
+
+
+def test_the_bundled_file_passes_full_validation_including_patterns() -> None:
+    from spool._schema_check import check_document
+
+    assert check_document(json.loads(REFERENCE.read_text())) == []
+    assert Schema.load(REFERENCE) == Schema.reference()
+
+
+def test_the_reference_schema_is_built_once_per_process() -> None:
+    assert Schema.reference() is Schema.reference()
