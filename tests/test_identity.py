@@ -139,3 +139,13 @@ def test_the_run_id_is_random_per_process(state_dir: Path) -> None:
         Telemetry("demo", "1.0.0", state_dir=state_dir) as b,
     ):
         assert a.run_id != b.run_id and a.run_id != read_install_id(state_dir)
+
+
+def test_an_unusable_install_file_costs_only_the_lifecycle_events(state_dir: Path) -> None:
+    (state_dir / "install.json").mkdir(parents=True)  # a directory where the file belongs
+    os.chmod(state_dir, 0o700)
+    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
+        t.track("cli_command", command="eval")
+        status = t.status()
+    assert status["queued"] == 1
+    assert status["dropped"] == {"identity_error": 1}
