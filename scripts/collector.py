@@ -76,9 +76,11 @@ _SQL = (
         batch_id INTEGER NOT NULL REFERENCES batches (id),
         app TEXT, name TEXT NOT NULL, time TEXT NOT NULL, run_id TEXT NOT NULL,
         install_id TEXT, props TEXT NOT NULL)""",
+    # report_key = install id + the batch's first event id: a batch re-sent
+    # after a crash carries the same key and a superset of the same counts.
     """CREATE TABLE IF NOT EXISTS reported_drops (
         batch_id INTEGER NOT NULL REFERENCES batches (id),
-        reason TEXT NOT NULL, count INTEGER NOT NULL)""",
+        reason TEXT NOT NULL, count INTEGER NOT NULL, report_key TEXT)""",
     """CREATE TABLE IF NOT EXISTS rejections (
         reason TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID""",
 )
@@ -145,14 +147,16 @@ class CollectorDB:
                     "UPDATE batches SET accepted = ?, duplicates = ? WHERE id = ?",
                     (accepted, duplicates, batch_id),
                 )
-                dropped = envelope.get("dropped") or {}
+                reports = dict(_counts(envelope.get("dropped")))
+                reports.update((f"error.{k}", v) for k, v in _counts(envelope.get("errors")))
+                key = f"{install_id}:{events[0][0]}" if events else None
+                if key is not None:
+                    # Last write wins: a replay's counts include the first report's.
+                    conn.execute("DELETE FROM reported_drops WHERE report_key = ?", (key,))
                 conn.executemany(
-                    "INSERT INTO reported_drops (batch_id, reason, count) VALUES (?, ?, ?)",
-                    [
-                        (batch_id, str(k)[:64], int(v))
-                        for k, v in dropped.items()
-                        if isinstance(v, int) and not isinstance(v, bool) and v > 0
-                    ],
+                    "INSERT INTO reported_drops (batch_id, reason, count, report_key) "
+                    "VALUES (?, ?, ?, ?)",
+                    [(batch_id, reason, n, key) for reason, n in reports.items()],
                 )
                 conn.executemany(
                     "INSERT INTO rejections (reason, count) VALUES (?, ?) "
@@ -185,6 +189,17 @@ class CollectorDB:
             "rejections": rejections,
             "requests": requests,
         }
+
+
+def _counts(value: object) -> list[tuple[str, int]]:
+    """``{reason: n}`` from a client, keeping only sane entries."""
+    if not isinstance(value, dict):
+        return []
+    return [
+        (str(k)[:64], v)
+        for k, v in value.items()
+        if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**62
+    ]
 
 
 def _short(value: object, limit: int = 64) -> str | None:

@@ -22,7 +22,10 @@ from ._paths import UnsafeStateDir
 from ._policy import Policy
 from ._store import Row, Spool, classify_error
 
-__all__ = ["Writer"]
+__all__ = ["ERROR_PREFIX", "Writer"]
+
+# Drop-table reasons with this prefix count swallowed errors, not lost events.
+ERROR_PREFIX = "error."
 
 
 class Writer:
@@ -58,6 +61,12 @@ class Writer:
 
     def count_drop(self, reason: str, n: int = 1) -> None:
         self.pending_drops[reason] += n
+
+    def note_error(self, kind: str) -> None:
+        """Count a swallowed error. Persisted beside the drops as ``error.<kind>``
+        so it reaches the maintainer with the next batch, not just a log."""
+        self.errors[kind] += 1
+        self.pending_drops[ERROR_PREFIX + kind] += 1
 
     def sync(self, wait_ms: int | None = None) -> None:
         """Write the buffer and pending drop counts, waiting up to ``wait_ms``.
@@ -129,15 +138,13 @@ class Writer:
             if self.pending_drops:
                 self._flush_drops(spool)
             if spool.unchecked_bytes >= self.policy.size_check_bytes:
-                evicted = spool.enforce_cap()
-                if evicted:
-                    self.errors["cap_evictions"] += 1
+                spool.enforce_cap()  # evictions are counted in the drops table
         except Exception as exc:  # classified and counted, never raised
             self._handle_error(exc, [])
 
     def _handle_error(self, exc: BaseException, rows: list[Row]) -> None:
         reason = exc.reason if isinstance(exc, UnsafeStateDir) else classify_error(exc)
-        self.errors[reason] += 1
+        self.note_error(reason)
         if reason == "locked":
             self._park(rows)
             return
@@ -191,7 +198,7 @@ class Writer:
 
     def _set_fault(self, exc: BaseException) -> None:
         self.fault = exc.reason if isinstance(exc, UnsafeStateDir) else classify_error(exc)
-        self.errors[self.fault] += 1
+        self.note_error(self.fault)
         self.fault_detail = str(exc)
         if self.spool is not None:
             self.spool.close()

@@ -52,7 +52,9 @@ def test_unwritable_state_dir_is_refused_and_counted(layout: str) -> None:
         state = base / "state"
     code = f"""
 import json, os
-from spool import Telemetry
+from spool import Schema, Telemetry
+# Load what lives under root's 0700 home (the stdlib here) before dropping to nobody.
+Schema.reference()
 os.setgid({NOBODY}); os.setuid({NOBODY})
 t = Telemetry("demo", "1.0.0", state_dir={str(state)!r})
 for i in range(5):

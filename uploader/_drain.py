@@ -26,6 +26,7 @@ from spool._policy import Policy
 from spool._purge import purge_state_dir
 from spool._store import Spool
 from spool._upload_state import format_time, parse_time, read_upload_state, update_upload_state
+from spool._writer import ERROR_PREFIX
 
 from ._backoff import Backoff
 from ._encode import ENCODERS, EnvelopeHeader, encode_json_fragments, gzip_body
@@ -276,6 +277,8 @@ class _Pass:
         state = read_upload_state(spool)
         errors = Counter(state.get("errors") or {})
         errors[result.error] += 1
+        # Reported upstream with the next batch that gets through.
+        spool.add_drops({f"{ERROR_PREFIX}upload_{result.error}": 1})
         update_upload_state(
             spool,
             {

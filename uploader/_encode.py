@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from spool._store import StoredEvent
+from spool._writer import ERROR_PREFIX
 
 __all__ = [
     "ENCODERS",
@@ -101,7 +102,11 @@ def encode_json_fragments(
             "app_version": header.app_version,
             "install_id": header.install_id,
             "sent_at": sent_at,
-            "dropped": dict(dropped),
+            "dropped": {k: v for k, v in dropped.items() if not k.startswith(ERROR_PREFIX)},
+            # Swallowed errors by kind (host and uploader), counted like drops.
+            "errors": {
+                k[len(ERROR_PREFIX) :]: v for k, v in dropped.items() if k.startswith(ERROR_PREFIX)
+            },
         },
         separators=(",", ":"),
         ensure_ascii=False,

@@ -1,0 +1,76 @@
+"""Swallowed errors are counted, shown by status() and reported upstream, once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from spool import Telemetry
+
+from .servers import child_env, collector, queued, refused_port, run_uploader, set_endpoint
+from .test_call_path_faults import ExternalWriter
+
+
+def test_a_swallowed_lock_error_reaches_status_and_the_collector(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with collector(tmp_path / "c.db") as c:
+        with Telemetry(
+            "demo", "1.0.0", state_dir=state, endpoint=c.url, trigger_interval_s=3600
+        ) as t:
+            t.track("cli_command", command="eval")
+            holder = ExternalWriter(state / "spool.db")
+            t.track("cli_command", command="eval")  # buffered, nothing lost
+            holder.release()
+            t.track("cli_command", command="eval")
+            status = t.status()
+            assert status["errors"].get("locked", 0) >= 1
+            assert "error.locked" not in status["dropped"]
+        # The host's own detached uploader may still hold the lock: wait for it.
+        done = run_uploader(state, "--force", "--lock-wait", "20")
+        assert done["outcome"] == "empty"
+        reported = c.stats()["dropped_reported"]
+    assert reported.get("error.locked", 0) >= 1
+
+
+def test_upload_failures_are_reported_with_the_next_batch_that_gets_through(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    with Telemetry("demo", "1.0.0", state_dir=state, trigger_interval_s=3600) as t:
+        t.track("cli_command", command="eval")
+    set_endpoint(state, f"http://127.0.0.1:{refused_port()}/v1/events")
+    assert run_uploader(state, "--force")["outcome"] == "backoff"
+    with collector(tmp_path / "c.db") as c:
+        set_endpoint(state, c.url)
+        assert run_uploader(state, "--force")["outcome"] == "empty"
+        reported = c.stats()["dropped_reported"]
+    assert reported.get("error.upload_refused", 0) == 1
+
+
+def test_a_replayed_batch_does_not_count_its_drop_report_twice(tmp_path: Path) -> None:
+    # A real SIGKILL after the collector accepted the batch, before the delete:
+    # the re-sent batch carries the same drop report, stored once.
+    state = tmp_path / "state"
+    with Telemetry("demo", "1.0.0", state_dir=state, trigger_interval_s=3600) as t:
+        for _ in range(5):
+            t.track("cli_command", command="eval", secret="x@example.com")
+    with collector(tmp_path / "c.db") as c:
+        set_endpoint(state, c.url)
+        env = child_env(TELESPOOL_TEST_PAUSE_AFTER_POST="30")
+        victim = subprocess.Popen(
+            [sys.executable, "-m", "uploader", "--state-dir", str(state), "--force"], env=env
+        )
+        deadline = time.monotonic() + 30
+        while c.stats()["events"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait()
+        assert queued(state) > 0
+        assert run_uploader(state, "--force")["outcome"] == "empty"
+        stats = c.stats()
+    assert stats["duplicates"] > 0
+    assert stats["dropped_reported"]["unknown_property"] == 5
