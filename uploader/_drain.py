@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from spool._consent import kill_switch
+from spool._flush import FlushResult
 from spool._paths import DB_NAME, INSTALL_NAME, MARKER_NAME, UnsafeStateDir
 from spool._policy import Policy
 from spool._purge import purge_state_dir
@@ -59,15 +60,16 @@ class PassResult:
     next_attempt_at: str | None = None
 
     def as_line(self) -> dict[str, Any]:
-        return {
-            "type": "done",
-            "outcome": self.outcome,
-            "sent": self.sent,
-            "remaining": self.remaining,
-            "dropped": dict(self.dropped),
-            "detail": self.detail,
-            "next_attempt_at": self.next_attempt_at,
-        }
+        """The protocol's final ``done`` line: the FlushResult the host rebuilds."""
+        result = FlushResult(
+            self.outcome,
+            self.sent,
+            self.remaining,
+            dict(self.dropped),
+            self.detail,
+            self.next_attempt_at,
+        )
+        return {"type": "done", **result.as_dict()}
 
 
 def drain(
