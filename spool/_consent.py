@@ -67,6 +67,11 @@ class Decision:
     enabled: bool
     reason: str  # e.g. "on", "do_not_track", "env_disabled", "marker", "code", "ci", "test_runner"
 
+    @property
+    def user_opt_out(self) -> bool:
+        """Off because a person or the host said so (purge), not because of CI/tests."""
+        return not self.enabled and self.reason not in ("ci", "test_runner")
+
     def __bool__(self) -> bool:
         return self.enabled
 

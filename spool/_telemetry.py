@@ -112,9 +112,11 @@ class Telemetry:
             allow_in_ci=self.policy.allow_in_ci,
         )
         if not self.decision.enabled:
-            # Opted out: remove whatever an earlier opted-in run left, create nothing.
+            # Create nothing. A real opt-out also removes whatever an earlier
+            # opted-in run left. CI and test-runner auto-disable do not: an SDK's
+            # own pytest run must not wipe its developer's real queue.
             existing = self._state_dir_if_exists()
-            if existing is not None:
+            if existing is not None and self.decision.user_opt_out:
                 purge_state_dir(existing, keep_marker=True)
             return
         if self.debug:

@@ -157,7 +157,6 @@ PURGING = [
     pytest.param({"DO_NOT_TRACK": "1"}, {}, id="DO_NOT_TRACK"),
     pytest.param({"DEMO_TELEMETRY_DISABLED": "1"}, {}, id="DISABLED"),
     pytest.param({}, {"enabled": False}, id="enabled=False"),
-    pytest.param({"CI": "true"}, {}, id="CI"),
 ]
 
 
@@ -177,6 +176,22 @@ def test_opting_out_purges_what_an_earlier_run_left(
     result = run_host(sandbox, off, endpoint=listener.url, state_dir=str(state_dir), **cfg)
     assert result["enabled"] is False
     assert not state_dir.exists()
+    assert listener.connections == 0
+
+
+@pytest.mark.parametrize("extra_env", [{"CI": "true"}, {"PYTEST_CURRENT_TEST": "x"}])
+def test_ci_auto_disable_keeps_an_earlier_queue_and_sends_nothing(
+    sandbox: Path, listener: Listener, extra_env: dict[str, str]
+) -> None:
+    # CI/test-runner auto-disable is not the user opting out: an SDK's own test
+    # run on a developer machine must not wipe that developer's real queue.
+    state_dir = sandbox / "state"
+    run_host(sandbox, clean_env(sandbox / "home"), endpoint=None, state_dir=str(state_dir))
+    before = sorted(os.listdir(state_dir))
+    off = clean_env(sandbox / "home", **extra_env)
+    result = run_host(sandbox, off, endpoint=listener.url, state_dir=str(state_dir))
+    assert result["enabled"] is False
+    assert sorted(os.listdir(state_dir)) == before
     assert listener.connections == 0
 
 
