@@ -31,11 +31,15 @@ class Policy:
     size_check_bytes: int = 64 * KiB
     # Evict down to this fraction of the cap, so eviction runs rarely in bursts.
     evict_to_fraction: float = 0.8
-    # Checkpoint the WAL after this many 4 KiB pages (SQLite's default); capped at
-    # 1/8 of max_bytes so a small cap still leaves room for the data.
+    # Checkpoint the WAL (on a helper thread) after this many 4 KiB pages
+    # (SQLite's default); capped at 1/16 of max_bytes so the data keeps room.
     wal_autocheckpoint_pages: int = 1000
     # Bigger props are a bug in the host, not telemetry; stored nowhere.
     max_event_bytes: int = 4 * KiB
+
+    # synchronous=NORMAL survives any process crash; only a power cut or kernel
+    # panic can lose the last commits. FULL closes that gap for an fsync each.
+    durable_sync: bool = False
 
     # -- call path --------------------------------------------------------------
     # The longest track() may wait for SQLite's write lock, in milliseconds.

@@ -103,8 +103,9 @@ def classify_error(exc: BaseException) -> str:
 
 
 def _wal_pages(policy: Policy) -> int:
-    # Scale the WAL with the cap so a small cap still leaves room for the data.
-    return max(16, min(policy.wal_autocheckpoint_pages, policy.max_bytes // PAGE_SIZE // 8))
+    # Scale the WAL with the cap so a small cap still leaves room for the data:
+    # the WAL may reach twice this (the inline safety-net checkpoint), so 1/16.
+    return max(8, min(policy.wal_autocheckpoint_pages, policy.max_bytes // PAGE_SIZE // 16))
 
 
 class Spool:
@@ -122,7 +123,9 @@ class Spool:
         self._busy_ms = policy.lock_wait_ms if busy_ms is None else busy_ms
         self._wal_pages = _wal_pages(policy)
         # Above this many bytes on disk (db + WAL) the oldest events are evicted.
-        headroom = (self._wal_pages + 16) * PAGE_SIZE + 4 * policy.size_check_bytes
+        # The WAL is checkpointed (off the call path) beyond this many bytes.
+        self.wal_budget = self._wal_pages * PAGE_SIZE
+        headroom = (2 * self._wal_pages + 16) * PAGE_SIZE + 4 * policy.size_check_bytes
         self.high_water = max(policy.max_bytes - headroom, policy.max_bytes // 2)
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
@@ -161,8 +164,13 @@ class Spool:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"cannot enable WAL (journal_mode={mode})")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute(f"PRAGMA wal_autocheckpoint = {int(self._wal_pages)}")
+            # NORMAL: a commit survives a process crash, not a power cut;
+            # durable_sync=True trades ~an fsync per append for that too.
+            sync = "FULL" if self.policy.durable_sync else "NORMAL"
+            conn.execute(f"PRAGMA synchronous = {sync}")
+            # The maintainer thread checkpoints at wal_budget; SQLite's own
+            # autocheckpoint (inline, in some append) is only the safety net.
+            conn.execute(f"PRAGMA wal_autocheckpoint = {int(self._wal_pages * 2)}")
             conn.execute(f"PRAGMA journal_size_limit = {int(self._wal_pages * PAGE_SIZE)}")
             migrate(conn)
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
@@ -244,6 +252,25 @@ class Spool:
             except OSError:
                 pass
         return total
+
+    def set_busy_timeout(self, ms: int) -> None:
+        """How long this connection waits for another writer's lock."""
+        self._busy_ms = ms
+        self.conn.execute(f"PRAGMA busy_timeout = {int(ms)}")
+
+    def set_busy_ms_for_reopen(self, ms: int) -> None:
+        """The busy timeout the next (re)opened connection gets (after a fork)."""
+        self._busy_ms = ms
+
+    def wal_bytes(self) -> int:
+        try:
+            return os.stat(str(self.path) + "-wal").st_size
+        except OSError:
+            return 0
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database without blocking writers (PASSIVE)."""
+        self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def enforce_cap(self) -> int:
         """Keep db + WAL under the cap; returns how many events were evicted.

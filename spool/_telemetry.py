@@ -265,11 +265,11 @@ class Telemetry:
         writer = self._writer
         if writer is None:
             return out
+        writer.sync(wait_ms=self.policy.lock_wait_ms)
         out["buffered"] = writer.buffered
         out["errors"] = dict(writer.errors)
         if writer.fault:
             out["fault"] = writer.fault_detail or writer.fault
-        writer.sync(wait_ms=self.policy.lock_wait_ms)
         dropped = Counter(self._drops)
         dropped.update(writer.pending_drops)
 

@@ -24,6 +24,10 @@ from ._store import Row, Spool, classify_error
 
 __all__ = ["ERROR_PREFIX", "Writer"]
 
+# "locked" answers in a row before appends stop waiting for the write lock.
+_LOCKED_IN_A_ROW = 3
+
+
 # Drop-table reasons with this prefix count swallowed errors, not lost events.
 ERROR_PREFIX = "error."
 
@@ -38,6 +42,14 @@ class Writer:
         self.fault_detail = ""
         self._lock = threading.Lock()
         self._buffer: deque[Row] = deque()
+        # After a few "locked" answers in a row (another process has held the
+        # write lock for > ~3 x lock_wait_ms), appends stop waiting (busy
+        # timeout 0) until one succeeds: a lock held for minutes then costs each
+        # track() one instant try, not lock_wait_ms. Short contention between
+        # appending processes never gets there.
+        self._contended = False
+        self._lock_failures = 0
+        self._maintainer = _Maintainer(state_dir, policy, self.note_error)
         self.spool: Spool | None = None
         try:
             self.spool = Spool(state_dir, policy)
@@ -86,6 +98,9 @@ class Writer:
                 try:
                     self._flush_buffer(spool)
                     self._flush_drops(spool)
+                    self._lock_failures = 0
+                    if self._contended:
+                        self._set_contended(spool, False)
                     return
                 except sqlite3.Error as exc:
                     reason = classify_error(exc)
@@ -97,6 +112,7 @@ class Writer:
             self._lock.release()
 
     def close(self) -> None:
+        self._maintainer.join(self.policy.close_wait_ms / 1000.0)
         self.sync()
         with self._lock:
             if self._buffer:
@@ -134,18 +150,37 @@ class Writer:
         except Exception as exc:  # classified and counted, never raised
             self._handle_error(exc, rows)
             return
+        self._lock_failures = 0
+        if self._contended:
+            self._set_contended(spool, False)
         try:
             if self.pending_drops:
                 self._flush_drops(spool)
             if spool.unchecked_bytes >= self.policy.size_check_bytes:
-                spool.enforce_cap()  # evictions are counted in the drops table
+                self._check_size(spool)
         except Exception as exc:  # classified and counted, never raised
             self._handle_error(exc, [])
+
+    def _check_size(self, spool: Spool) -> None:
+        """Two stats on the call path; the WAL checkpoint runs on another thread."""
+        if spool.disk_bytes() > spool.high_water:
+            # Rare (a flood at the cap) and a promise: evict here, oldest first.
+            spool.enforce_cap()
+        elif spool.wal_bytes() > spool.wal_budget:
+            self._maintainer.kick()
+        spool.unchecked_bytes = 0
 
     def _handle_error(self, exc: BaseException, rows: list[Row]) -> None:
         reason = exc.reason if isinstance(exc, UnsafeStateDir) else classify_error(exc)
         self.note_error(reason)
         if reason == "locked":
+            self._lock_failures += 1
+            if (
+                self._lock_failures >= _LOCKED_IN_A_ROW
+                and not self._contended
+                and self.spool is not None
+            ):
+                self._set_contended(self.spool, True)
             self._park(rows)
             return
         if reason == "corrupt" and self.spool is not None:
@@ -158,6 +193,13 @@ class Writer:
                 self._set_fault(again)
         if rows:
             self.pending_drops[reason] += len(rows)
+
+    def _set_contended(self, spool: Spool, contended: bool) -> None:
+        try:
+            spool.set_busy_timeout(0 if contended else self.policy.lock_wait_ms)
+            self._contended = contended
+        except Exception as exc:  # classified and counted, never raised
+            self.note_error(_reason(exc))
 
     def _park(self, rows: list[Row]) -> None:
         room = self.policy.buffer_events - len(self._buffer)
@@ -211,4 +253,63 @@ class Writer:
         self._lock = threading.Lock()
         self._buffer = deque()
         self.pending_drops = Counter()
+        self._maintainer = _Maintainer(self.state_dir, self.policy, self.note_error)
+        self._contended = False
+        self._lock_failures = 0
+        if self.spool is not None:
+            self.spool.set_busy_ms_for_reopen(self.policy.lock_wait_ms)
         # The spool re-opens its connection lazily on first use in the child.
+
+
+class _Maintainer:
+    """Checkpoints the WAL on a short-lived thread with its own connection.
+
+    A checkpoint copies up to the WAL budget into the database (milliseconds),
+    which would stall whichever track() triggered SQLite's inline
+    autocheckpoint. PASSIVE never takes the write lock, so appends continue;
+    SQLite releases the GIL meanwhile. The inline autocheckpoint (at twice the
+    budget) remains the safety net if this thread cannot run.
+    """
+
+    def __init__(self, state_dir: Path, policy: Policy, note_error: Callable[[str], None]) -> None:
+        self._state_dir = state_dir
+        self._policy = policy
+        self._note_error = note_error
+        self._thread: threading.Thread | None = None
+
+    def kick(self) -> None:
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            return
+        thread = threading.Thread(target=self._run, name="telespool-maintain", daemon=True)
+        self._thread = thread
+        try:
+            thread.start()
+        except RuntimeError:  # no threads left (or interpreter shutting down)
+            self._thread = None
+
+    def join(self, timeout: float) -> None:
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            spool = Spool(self._state_dir, self._policy, busy_ms=_MAINTAIN_BUSY_MS)
+        except Exception as exc:
+            self._note_error(_reason(exc))
+            return
+        try:
+            spool.checkpoint()
+        except Exception as exc:
+            self._note_error(_reason(exc))
+        finally:
+            spool.close()
+
+
+# The maintainer is off the call path: it may wait for the host's brief writes.
+_MAINTAIN_BUSY_MS = 1000
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.reason if isinstance(exc, UnsafeStateDir) else classify_error(exc)

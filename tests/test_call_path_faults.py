@@ -186,9 +186,14 @@ def test_held_write_lock_buffers_events_then_writes_them(state_dir: Path) -> Non
             assert status["dropped"].get("locked") == 10
         finally:
             holder.release()
-        t.track("cli_command", command="eval")  # next append writes the buffer first
-        assert _count_rows(state_dir) == before + 51
+        # While "locked" is fresh, track() parks rows without asking SQLite again
+        # (a lock held for minutes must not cost every call its lock_wait_ms);
+        # status(), flush() and close() write the buffer at once.
         assert t.status()["buffered"] == 0
+        assert _count_rows(state_dir) == before + 50
+        t.track("cli_command", command="eval")
+        assert _count_rows(state_dir) == before + 51
+        assert t.status()["errors"]["locked"] >= 1
 
 
 def test_buffer_is_written_at_close_when_the_lock_is_released(state_dir: Path) -> None:
@@ -276,3 +281,23 @@ for i in range(10000):
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     drops = dict(db.execute("SELECT reason, total FROM drops").fetchall())
     assert "locked" not in drops
+
+
+def test_a_lock_held_for_long_stops_costing_each_track_a_wait(state_dir: Path) -> None:
+    # After a few "locked" answers in a row, appends try once without waiting
+    # (busy_timeout 0) until one succeeds; then the normal bounded wait returns.
+    with Telemetry("demo", "1.0.0", state_dir=state_dir, lock_wait_ms=5) as t:
+        t.track("cli_command", command="eval")
+        spool = t._writer.spool  # type: ignore[union-attr]
+        assert spool is not None
+        holder = ExternalWriter(state_dir / "spool.db")
+        try:
+            for _ in range(10):
+                t.track("cli_command", command="eval")
+            assert spool.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0
+        finally:
+            holder.release()
+        t.track("cli_command", command="eval")
+        assert spool.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5
+        assert t.status()["buffered"] == 0
+    assert _count_rows(state_dir) == 12
