@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from ._paths import MARKER_NAME, env_prefix
+from ._record import Record
 
 __all__ = [
     "Decision",
@@ -60,10 +60,10 @@ _CI_VARS: tuple[tuple[str, str], ...] = (
 _TEST_VARS = ("PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER", "TOX_ENV_NAME", "NOX_CURRENT_SESSION")
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(Record):
     """Whether telemetry runs, and the one reason that decided it."""
 
+    _fields = ("enabled", "reason")
     enabled: bool
     reason: str  # e.g. "on", "do_not_track", "env_disabled", "marker", "code", "ci", "test_runner"
 

@@ -17,16 +17,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable
+from types import MappingProxyType
 
+from ._record import Record
 from ._trigger import uploader_command
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import queue
+    from typing import IO, Any, Callable
 
 __all__ = ["FlushResult", "run_flush"]
+
+# A shared, read-only default for FlushResult.dropped.
+_EMPTY: Mapping[str, int] = MappingProxyType({})
 
 # The child's own budget leaves this much of the caller's timeout for its
 # interpreter start-up and shutdown.
@@ -37,8 +42,7 @@ _GRACE_S = 2.0
 _LOCK_WAIT_SHARE = 0.5
 
 
-@dataclass(frozen=True)
-class FlushResult:
+class FlushResult(Record):
     """What a flush achieved.
 
     ``outcome``: empty (everything sent), budget (out of time, more queued),
@@ -48,10 +52,11 @@ class FlushResult:
     error (see ``detail``).
     """
 
+    _fields = ("outcome", "sent", "remaining", "dropped", "detail", "next_attempt_at")
     outcome: str
     sent: int = 0
     remaining: int = 0
-    dropped: Mapping[str, int] = field(default_factory=dict)
+    dropped: Mapping[str, int] = _EMPTY
     detail: str = ""
     next_attempt_at: str | None = None
 

@@ -15,11 +15,15 @@ import os
 import re
 import sys
 import time
+from collections import namedtuple
 from pathlib import Path
-from typing import Any, NamedTuple
 
 from ._ids import new_run_id
 from ._paths import INSTALL_NAME, check_regular_or_absent
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple
 
 __all__ = ["Identity", "load_identity", "read_install_id"]
 
@@ -28,12 +32,19 @@ _IS_WINDOWS = sys.platform == "win32"
 _DAY = 86400
 
 
-class Identity(NamedTuple):
-    install_id: str
-    first_run: bool  # true for exactly one run of each install
-    days_since_install: int
-    version: str
-    previous_version: str | None  # the version this install ran before ``version``
+if TYPE_CHECKING:
+
+    class Identity(NamedTuple):
+        install_id: str
+        first_run: bool  # true for exactly one run of each install
+        days_since_install: int
+        version: str
+        previous_version: str | None  # the version this install ran before ``version``
+
+else:
+    Identity = namedtuple(
+        "Identity", "install_id first_run days_since_install version previous_version"
+    )
 
 
 def load_identity(state_dir: Path, app_version: str, now: float | None = None) -> Identity:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Callable
 
 from ._identity import Identity, load_identity
 from ._probes import env_probe, process_probes
 from ._schema import Schema
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
 
 __all__ = ["lifecycle_events", "startup_events"]
 

@@ -9,7 +9,10 @@ see docs/inspect.md.
 from __future__ import annotations
 
 import sqlite3
-from typing import Callable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
 

@@ -16,10 +16,13 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TextIO
 
 from . import _consent
 from ._paths import env_prefix
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 __all__ = [
     "NOTICE_NAME",

@@ -6,11 +6,8 @@ override is a programmer error and raises ``ValueError`` at construction.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, fields
-from typing import Any
-
 from ._errors import ConfigError
+from ._record import Record
 
 __all__ = ["Policy"]
 
@@ -18,8 +15,12 @@ KiB = 1024
 MiB = 1024 * KiB
 
 
-@dataclass(frozen=True)
-class Policy:
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+class Policy(Record):
     # -- disk -----------------------------------------------------------------
     # ~50k typical events: weeks of a busy CLI offline, negligible on any disk
     # (Glean allows 50 MB, the Azure exporter 50 MiB for far bigger payloads).
@@ -78,14 +79,14 @@ class Policy:
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any]) -> Policy:
         """Build a policy from keyword overrides; raise ValueError on any bad one."""
-        known = {f.name: f for f in fields(cls)}
+        known = cls._fields
         values: dict[str, Any] = {}
         for name, value in overrides.items():
             if name not in known:
                 raise ConfigError(
                     f"unknown telemetry policy option {name!r}; known: {', '.join(sorted(known))}"
                 )
-            default = known[name].default
+            default = getattr(cls, name)
             if isinstance(default, bool):
                 if not isinstance(value, bool):
                     raise ConfigError(f"policy option {name!r} must be a bool, got {value!r}")
@@ -149,11 +150,13 @@ class Policy:
     @classmethod
     def from_upload_settings(cls, settings: dict[str, Any]) -> Policy:
         """Rebuild a policy in the uploader from what the host stored; unknown keys ignored."""
-        known = {f.name for f in fields(cls)}
+        known = cls._fields
         try:
             return cls.from_overrides({k: v for k, v in settings.items() if k in known})
         except ValueError:
             return cls()
 
-    def replace(self, **changes: Any) -> Policy:
-        return dataclasses.replace(self, **changes)
+
+# Every annotated class attribute above is a field (``__annotations__`` holds
+# their names as strings: no typing import needed to read them).
+Policy._fields = tuple(Policy.__annotations__)

@@ -13,9 +13,12 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Callable
 
 from ._consent import ci_vendor
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
 
 __all__ = [
     "AUTO_SOURCES",
@@ -154,7 +157,8 @@ def invoked_by_agent(env: Mapping[str, str], root: Path) -> str:
     return NONE
 
 
-Probe = Callable[[Mapping[str, str], Path], str]
+if TYPE_CHECKING:
+    Probe = Callable[[Mapping[str, str], Path], str]
 PROBES: dict[str, Probe] = {
     "container": container,
     "serverless": serverless,

@@ -18,16 +18,20 @@ import math
 import re
 from bisect import bisect_right
 from collections.abc import Mapping
-from typing import Any, Callable, cast
 
 from ._models import ModelSanitizer
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    Checker = Callable[[object, Mapping[str, object], Callable[[str], None]], object]
 
 __all__ = [
     "DROP",
     "OTHER",
     "VERSION_PATTERN",
     "Allowed",
-    "Checker",
     "compile_prop",
     "sanitize_version",
 ]
@@ -43,8 +47,6 @@ class _Drop:
 
 
 DROP: Any = _Drop()
-
-Checker = Callable[[object, Mapping[str, object], Callable[[str], None]], object]
 
 # Versions are not free text: digits and dots, an optional PEP 440 / semver
 # pre-release or dev tag, at most 32 chars. Local versions ("+abc") never pass:
@@ -84,9 +86,9 @@ def _as_number(value: object) -> float | int | None:
     """A finite int or float, or None. bool is not a number here."""
     cls = value.__class__
     if cls is int:
-        return cast(int, value)
+        return value  # type: ignore[return-value]  # exact int, checked above
     if cls is float:
-        f = cast(float, value)
+        f: float = value  # type: ignore[assignment]  # exact float, checked above
         return f if math.isfinite(f) else None
     if cls is bool:
         return None

@@ -18,12 +18,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable
 
 from . import _context
 from ._errors import SchemaError
 from ._models import ModelSanitizer
 from ._sanitize import DROP, Allowed, compile_prop
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 __all__ = ["Schema"]
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from ._context import CONTEXT_PREFIX
 from ._models import compile_pattern
 from ._probes import AUTO_SOURCES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["FORMAT", "PROP_TYPES", "check_document"]
 

@@ -14,7 +14,6 @@ import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
 
 from ._migrations import migrate
 from ._paths import DB_NAME, UnsafeStateDir, check_regular_or_absent, secure_create
@@ -30,34 +29,45 @@ _SQLITE_IOERR_WRITE = 778
 INSERT_SQL = "INSERT INTO events (uuid, name, time, run_id, props, size) VALUES (?, ?, ?, ?, ?, ?)"
 
 
-class Row(NamedTuple):
-    """An event ready to append (the columns of ``events`` but ``id``)."""
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple
 
-    uuid: str
-    name: str
-    time: str
-    run_id: str
-    props: str
-    size: int
+    class Row(NamedTuple):
+        """An event ready to append (the columns of ``events`` but ``id``)."""
 
+        uuid: str
+        name: str
+        time: str
+        run_id: str
+        props: str
+        size: int
 
-class WireBatch(NamedTuple):
-    """A batch pre-rendered by SQLite as JSON event objects (the uploader's fast path)."""
+    class WireBatch(NamedTuple):
+        """A batch pre-rendered by SQLite as JSON event objects (the uploader's fast path)."""
 
-    first_id: int
-    last_id: int
-    uuids: list[str]
-    fragments: list[str]  # one '{"id":...,"name":...,"time":...,"run_id":...,"props":{...}}' each
+        first_id: int
+        last_id: int
+        uuids: list[str]
+        fragments: list[str]  # '{"id":...,"name":...,"time":...,"run_id":...,"props":{...}}'
 
+    class StoredEvent(NamedTuple):
+        id: int
+        uuid: str
+        name: str
+        time: str
+        run_id: str
+        props: str
+        size: int
 
-class StoredEvent(NamedTuple):
-    id: int
-    uuid: str
-    name: str
-    time: str
-    run_id: str
-    props: str
-    size: int
+else:
+    # At run time the same tuples come from collections: ``typing`` is a few
+    # milliseconds of import (and teardown) that every host would pay.
+    from collections import namedtuple
+
+    Row = namedtuple("Row", "uuid name time run_id props size")
+    WireBatch = namedtuple("WireBatch", "first_id last_id uuids fragments")
+    StoredEvent = namedtuple("StoredEvent", "id uuid name time run_id props size")
 
 
 def classify_error(exc: BaseException) -> str:

@@ -16,7 +16,6 @@ import weakref
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from . import _consent, _ids, _notice
 from ._endpoint import validate_endpoint
@@ -30,6 +29,10 @@ from ._schema import Schema
 from ._store import Row, Spool, iso_time
 from ._trigger import Trigger
 from ._writer import ERROR_PREFIX, Writer
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Telemetry"]
 

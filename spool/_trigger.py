@@ -15,11 +15,14 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from ._policy import Policy
 from ._store import Spool, _transaction
 from ._upload_state import UPLOAD_KEY, format_time, parse_time, read_upload_state
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Trigger", "spawn_uploader", "spawn_veto", "uploader_command"]
 

@@ -11,12 +11,13 @@ side loses the other's keys.
 
 from __future__ import annotations
 
-import calendar
-import time
 from collections.abc import Mapping
-from typing import Any
 
 from ._store import Spool, _transaction, iso_time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["UPLOAD_KEY", "format_time", "parse_time", "read_upload_state", "update_upload_state"]
 
@@ -34,7 +35,14 @@ def parse_time(value: object) -> float | None:
     if not isinstance(value, str) or len(value) < 19:
         return None
     try:
-        whole = calendar.timegm(time.strptime(value[:19], "%Y-%m-%dT%H:%M:%S"))
+        # Fixed-width fields parsed by hand: time.strptime would import
+        # _strptime, calendar and locale into every host.
+        date, _, clock = value[:19].partition("T")
+        year, month, day = (int(x) for x in date.split("-"))
+        hour, minute, second = (int(x) for x in clock.split(":"))
+        whole = _epoch(year, month, day) + hour * 3600 + minute * 60 + second
+        if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60):
+            return None
     except ValueError:
         return None
     frac = 0.0
@@ -45,6 +53,17 @@ def parse_time(value: object) -> float | None:
         except ValueError:
             frac = 0.0
     return whole + frac
+
+
+def _epoch(year: int, month: int, day: int) -> int:
+    """Seconds since 1970-01-01 at midnight UTC of a proleptic Gregorian date."""
+    # Days from civil (H. Hinnant's algorithm): exact, no tables, no imports.
+    y = year - (month <= 2)
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return (era * 146097 + doe - 719468) * 86400
 
 
 def read_upload_state(spool: Spool) -> dict[str, Any]:

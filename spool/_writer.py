@@ -16,11 +16,14 @@ import threading
 import time
 from collections import Counter, deque
 from pathlib import Path
-from typing import Callable
 
 from ._paths import UnsafeStateDir
 from ._policy import Policy
 from ._store import Row, Spool, classify_error
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
 
 __all__ = ["ERROR_PREFIX", "Writer"]
 
