@@ -225,6 +225,13 @@ class Spool:
 
     def close(self) -> None:
         if self._conn is not None and self._pid == os.getpid():
+            try:
+                # Closing the last connection checkpoints the WAL; it must
+                # never wait for an uploader (or reader) holding a lock: then
+                # the checkpoint is simply left to the next connection.
+                self._conn.execute("PRAGMA busy_timeout = 0")
+            except sqlite3.Error:
+                pass
             self._conn.close()
         self._conn = None
 

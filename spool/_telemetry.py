@@ -316,12 +316,16 @@ class Telemetry:
         self._closed = True
         try:
             if self._writer is not None:
+                due = False
                 if self._trigger is not None:
-                    # At exit (atexit calls close): write the buffer, then start an
-                    # uploader for it if due. The host never waits for the child.
+                    # At exit (atexit calls close): write the buffer and claim an
+                    # uploader run if one is due; close the spool first, then
+                    # start the child, so its start-up never slows the close.
                     self._writer.sync()
-                    self._writer.run_locked(self._trigger.maybe_spawn)
+                    due = self._writer.run_locked(self._trigger.claim) is True
                 self._writer.close()
+                if due and self._trigger is not None:
+                    self._trigger.spawn()
         except Exception:
             pass
 

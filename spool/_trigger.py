@@ -7,11 +7,13 @@ runs in a row on an offline machine start only a handful of uploaders.
 
 The child is ``python -m uploader --state-dir DIR`` in its own session with
 stdio on DEVNULL and no inherited descriptors, so the host can exit at once.
-This module never imports ``uploader``; ``subprocess`` loads on first spawn.
+This module never imports ``uploader``; it spawns with ``os.posix_spawn``
+where it can, so ``subprocess`` never loads into the host on POSIX.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +31,11 @@ __all__ = ["Trigger", "spawn_uploader", "spawn_veto", "uploader_command"]
 # track() re-checks at most this often, however small trigger_interval_s is:
 # a check is a few SQLite reads, too dear for every call.
 _MIN_TRACK_CHECK_S = 1.0
+# posix_spawn with setsid and "-P" (Python 3.11+); elsewhere (Windows,
+# older Pythons) subprocess.Popen.
+_CAN_POSIX_SPAWN = (
+    hasattr(os, "posix_spawn") and sys.version_info >= (3, 11) and sys.platform != "win32"
+)
 # Finished children are reaped on the next spawn (a long-lived host would
 # otherwise collect zombies); running ones stay referenced, never waited for.
 _CHILDREN: list[Any] = []
@@ -56,11 +63,76 @@ def spawn_uploader(state_dir: Path) -> bool:
     """Start a detached uploader for ``state_dir``; False if it could not start."""
     if not sys.executable:
         return False  # embedded interpreter: no python to run
+    _reap()
+    if _CAN_POSIX_SPAWN:
+        try:
+            _CHILDREN.append(_Spawned(_posix_spawn(state_dir)))
+            return True
+        except (OSError, NotImplementedError, ValueError):
+            pass  # fall back to subprocess below
+    return _popen(state_dir)
+
+
+def _posix_spawn(state_dir: Path) -> int:
+    """posix_spawn: a ~1 ms start, without loading subprocess into the host.
+
+    ``subprocess`` costs the host ~5 ms to import and as much to tear down at
+    exit, the very moment telespool promises not to delay. ``-P`` keeps the
+    host's cwd off ``sys.path`` (a directory named "uploader" there must not
+    shadow the package), which is what ``cwd=state_dir`` does for Popen.
+    """
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        actions: list[tuple[Any, ...]] = [
+            (os.POSIX_SPAWN_DUP2, devnull, 0),
+            (os.POSIX_SPAWN_DUP2, devnull, 1),
+            (os.POSIX_SPAWN_DUP2, devnull, 2),
+        ]
+        # Like close_fds=True: no descriptor the host made inheritable (a pipe
+        # its parent waits on, say) may be held open by the uploader.
+        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds(devnull)]
+        argv = [sys.executable, "-P", "-m", "uploader", "--state-dir", str(state_dir)]
+        return os.posix_spawn(
+            sys.executable,
+            argv,
+            os.environ,
+            file_actions=actions,
+            # Own session: a Ctrl-C or SIGHUP aimed at the host's terminal spares it.
+            setsid=True,
+            # What subprocess's restore_signals does: default SIGPIPE/SIGXFSZ.
+            setsigdef=_default_signals(),
+        )
+    finally:
+        os.close(devnull)
+
+
+def _default_signals() -> tuple[int, ...]:
+    # The C module, not ``signal``: that one builds enums (~2 ms) at import.
+    try:
+        sig: Any = __import__("_signal")
+    except ImportError:  # pragma: no cover - non-CPython
+        import signal as sig
+    return (int(sig.SIGPIPE), int(sig.SIGXFSZ))
+
+
+def _inheritable_fds(keep: int) -> list[int]:
+    fd_dir = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+    fds = []
+    for name in os.listdir(fd_dir):
+        fd = int(name)
+        if fd <= 2 or fd == keep:
+            continue
+        try:
+            if os.get_inheritable(fd):
+                fds.append(fd)
+        except OSError:  # the listing's own descriptor, closed by now
+            pass
+    return fds
+
+
+def _popen(state_dir: Path) -> bool:
     import subprocess
 
-    for child in list(_CHILDREN):
-        if child.poll() is not None:
-            _CHILDREN.remove(child)
     # env is inherited unchanged: the child sees the same kill switches and CA bundle.
     kwargs: dict[str, Any] = {
         "stdin": subprocess.DEVNULL,
@@ -77,7 +149,6 @@ def spawn_uploader(state_dir: Path) -> bool:
             | subprocess.CREATE_NO_WINDOW
         )
     else:
-        # Own session: a Ctrl-C or SIGHUP aimed at the host's terminal spares it.
         kwargs["start_new_session"] = True
     try:
         child = subprocess.Popen(uploader_command(state_dir), **kwargs)
@@ -85,6 +156,45 @@ def spawn_uploader(state_dir: Path) -> bool:
         return False
     _CHILDREN.append(child)
     return True
+
+
+class _Spawned:
+    """A posix_spawn child with the bit of Popen's interface the trigger uses."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = 0  # reaped elsewhere
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"uploader {self.pid} still running")
+            time.sleep(0.01)
+        assert self.returncode is not None
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, 9)
+
+
+def _reap() -> None:
+    """Collect finished children, so a long-lived host gathers no zombies."""
+    for child in list(_CHILDREN):
+        if child.poll() is not None:
+            _CHILDREN.remove(child)
 
 
 class Trigger:
@@ -109,6 +219,14 @@ class Trigger:
 
     def maybe_spawn(self, spool: Spool) -> bool:
         """Check the spool and spawn if due; records the spawn before starting it."""
+        return self.claim(spool) and self.spawn()
+
+    def claim(self, spool: Spool) -> bool:
+        """Decide whether an uploader is due and record the spawn; no process yet.
+
+        Separate from ``spawn`` so the host can close its connection first at
+        exit: the child's start-up then never competes with the close.
+        """
         self._tracked = 0
         self._next_check = time.monotonic() + self._check_every
         now = time.time()
@@ -123,6 +241,9 @@ class Trigger:
                 return False
             state["last_spawn_at"] = format_time(now)
             spool.set_meta(UPLOAD_KEY, state)
+        return True
+
+    def spawn(self) -> bool:
         if spawn_uploader(self.state_dir):
             self.spawned += 1
             return True

@@ -110,10 +110,23 @@ def test_the_child_runs_in_its_own_session_with_stdio_on_devnull(state_dir: Path
             state_dir=state_dir,
             read_timeout_s=3.0,
         )
+        # A descriptor the host made inheritable (a pipe its parent waits on,
+        # say) must not be held open by the detached uploader.
+        r, w = os.pipe()
+        os.set_inheritable(w, True)
         t.track("cli_command", command="eval")
         t.close()
         child = _trigger._CHILDREN[-1]
+        pipe_inode = os.fstat(w).st_ino
+        os.close(r)
+        os.close(w)
         assert os.getsid(child.pid) == child.pid != os.getsid(0)
+        held = {
+            os.stat(f"/proc/{child.pid}/fd/{fd}").st_ino
+            for fd in os.listdir(f"/proc/{child.pid}/fd")
+            if os.path.exists(f"/proc/{child.pid}/fd/{fd}")
+        }
+        assert pipe_inode not in held
         for fd in (0, 1, 2):
             assert os.readlink(f"/proc/{child.pid}/fd/{fd}") == "/dev/null"
         # No descriptor of ours leaked into it beyond stdio (and what it opened itself).

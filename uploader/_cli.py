@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         "--lock-wait", type=float, default=0.0, help="wait this long for a running uploader"
     )
     args = parser.parse_args(argv)
+    if not args.progress and hasattr(os, "nice"):
+        # Detached background work: yield the CPU to whatever the user runs
+        # next (an explicit flush, with --progress, keeps normal priority).
+        try:
+            os.nice(10)
+        except OSError:
+            pass
 
     def emit(line: dict[str, Any]) -> None:
         if args.progress:
