@@ -33,7 +33,6 @@ from ._backoff import Backoff
 from ._encode import ENCODERS, EnvelopeHeader, encode_json_fragments, gzip_body
 from ._lock import try_lock
 from ._result import Ack, Drop, Retry, Split
-from ._transport import Transport
 
 __all__ = ["PAUSE_AFTER_POST_ENV", "PassResult", "drain"]
 
@@ -179,6 +178,10 @@ class _Pass:
         encoder = ENCODERS.get(fmt)
         if encoder is None:
             raise ValueError(f"format {fmt!r} is not supported by this uploader")
+        # urllib3 loads only now: a pass that finds nothing to send (backoff,
+        # empty queue, lock busy) stays a light process.
+        from ._transport import Transport
+
         transport = Transport(
             str(endpoint),
             connect_timeout_s=policy.connect_timeout_s,
