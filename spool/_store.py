@@ -139,6 +139,7 @@ class Spool:
         self.high_water = max(policy.max_bytes - headroom, policy.max_bytes // 2)
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
+        self._fork_gen = _FORK_GEN[0]
         self.unchecked_bytes = 0
         self.recovered_corrupt = 0
         self._open()
@@ -199,7 +200,9 @@ class Spool:
 
     @property
     def conn(self) -> sqlite3.Connection:
-        if self._pid != os.getpid():
+        # A generation bumped by an at-fork hook, not os.getpid(): a syscall
+        # on every append for an event (fork) that almost never happens.
+        if self._fork_gen != _FORK_GEN[0] and self._pid != os.getpid():
             self.reopen_after_fork()
         if self._conn is None:
             raise sqlite3.ProgrammingError("spool is closed")
@@ -211,6 +214,7 @@ class Spool:
         _ABANDONED.append(self._conn)
         self._conn = None
         self._pid = os.getpid()
+        self._fork_gen = _FORK_GEN[0]
         self._open()
 
     def recover_corrupt(self) -> None:
@@ -240,10 +244,12 @@ class Spool:
         """Append rows: one committed INSERT, or one transaction for several."""
         conn = self.conn
         if len(rows) == 1:
-            conn.execute(INSERT_SQL, rows[0])
-        else:
-            with _transaction(conn):
-                conn.executemany(INSERT_SQL, rows)
+            row = rows[0]
+            conn.execute(INSERT_SQL, row)
+            self.unchecked_bytes += row[5]
+            return
+        with _transaction(conn):
+            conn.executemany(INSERT_SQL, rows)
         self.unchecked_bytes += sum(r.size for r in rows)
 
     def add_drops(self, counts: Mapping[str, int]) -> None:
@@ -496,6 +502,16 @@ class Spool:
 
 # Connections inherited across fork: kept alive so they are never closed in the child.
 _ABANDONED: list[sqlite3.Connection | None] = []
+# Bumped in every forked child; a Spool compares it with the value at open.
+_FORK_GEN = [0]
+
+
+def _bump_fork_gen() -> None:
+    _FORK_GEN[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_bump_fork_gen)
 
 
 class _transaction:
