@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import urlsplit
 
 from ._errors import ConfigError
@@ -13,6 +12,8 @@ __all__ = ["is_loopback_host", "validate_endpoint"]
 def is_loopback_host(host: str) -> bool:
     if host == "localhost":
         return True
+    import ipaddress  # only when an endpoint is configured
+
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
