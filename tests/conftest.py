@@ -9,20 +9,7 @@ from pathlib import Path
 
 import pytest
 
-# Variables that change consent or endpoints; cleared for every test.
-_CONSENT_VARS = (
-    "DO_NOT_TRACK",
-    "CI",
-    "GITHUB_ACTIONS",
-    "GITLAB_CI",
-    "BUILDKITE",
-    "CIRCLECI",
-    "TRAVIS",
-    "JENKINS_URL",
-    "TEAMCITY_VERSION",
-    "TF_BUILD",
-    "CODEBUILD_BUILD_ARN",
-)
+from tests.hosts import CONSENT_VARS
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -33,7 +20,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for var in list(os.environ):
-        if var in _CONSENT_VARS or "_TELEMETRY_" in var:
+        if var in CONSENT_VARS or "_TELEMETRY_" in var:
             monkeypatch.delenv(var, raising=False)
     # The documented override: keep telemetry on under CI and pytest.
     monkeypatch.setenv("DEMO_TELEMETRY_ALLOW_CI", "1")

@@ -10,27 +10,21 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from spool import _consent
+
 ROOT = Path(__file__).resolve().parent.parent
-_CONSENT_VARS = (
-    "DO_NOT_TRACK",
-    "CI",
-    "GITHUB_ACTIONS",
-    "GITLAB_CI",
-    "BUILDKITE",
-    "CIRCLECI",
-    "TRAVIS",
-    "JENKINS_URL",
-    "TEAMCITY_VERSION",
-    "TF_BUILD",
-    "CODEBUILD_BUILD_ARN",
-    "PYTEST_CURRENT_TEST",
-    "PYTEST_XDIST_WORKER",
-)
+# Every variable the consent resolver reads (spool/_consent.py is the source),
+# so a test's own environment can never switch telemetry off by accident.
+CONSENT_VARS = frozenset({"DO_NOT_TRACK", "CI", *(var for var, _ in _consent._CI_VARS)})
+# Subprocess hosts also shed the test-runner markers pytest sets in this process.
+HOST_CLEARED_VARS = CONSENT_VARS | frozenset(_consent._TEST_VARS)
 
 
 def host_env(**extra: str) -> dict[str, str]:
     """os.environ without consent-changing variables, plus the CI override for app 'demo'."""
-    env = {k: v for k, v in os.environ.items() if k not in _CONSENT_VARS and "_TELEMETRY_" not in k}
+    env = {
+        k: v for k, v in os.environ.items() if k not in HOST_CLEARED_VARS and "_TELEMETRY_" not in k
+    }
     env["DEMO_TELEMETRY_ALLOW_CI"] = "1"
     env["PYTHONPATH"] = str(ROOT)
     env.update(extra)

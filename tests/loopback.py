@@ -17,21 +17,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from tests.hosts import CONSENT_VARS
+
 ROOT = Path(__file__).resolve().parent.parent
-_CONSENT_VARS = {
-    "DO_NOT_TRACK",
-    "CI",
-    "GITHUB_ACTIONS",
-    "GITLAB_CI",
-    "BUILDKITE",
-    "CIRCLECI",
-    "TRAVIS",
-    "JENKINS_URL",
-    "TEAMCITY_VERSION",
-    "TF_BUILD",
-    "CODEBUILD_BUILD_ARN",
-    "CONTINUOUS_INTEGRATION",
-}
 
 
 class Listener:
@@ -106,7 +94,7 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in _CONSENT_VARS and "_TELEMETRY_" not in k and not k.startswith("PYTEST_")
+        if k not in CONSENT_VARS and "_TELEMETRY_" not in k and not k.startswith("PYTEST_")
     }
     env["HOME"] = str(home)
     env["XDG_STATE_HOME"] = str(home / ".local" / "state")
