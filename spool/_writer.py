@@ -27,8 +27,12 @@ if TYPE_CHECKING:
 
 __all__ = ["ERROR_PREFIX", "Writer"]
 
-# "locked" answers in a row before appends stop waiting for the write lock.
-_LOCKED_IN_A_ROW = 3
+# "locked" answers in a row before appends stop waiting for the write lock:
+# ~100 ms of failing. Appending processes contend for microseconds at a time
+# and never get there; a session holding the lock for minutes does.
+_LOCKED_IN_A_ROW = 20
+# While not waiting, every this many parked rows one append waits lock_wait_ms.
+_WAITED_TRY_EVERY = 64
 
 
 # Drop-table reasons with this prefix count swallowed errors, not lost events.
@@ -45,8 +49,8 @@ class Writer:
         self.fault_detail = ""
         self._lock = threading.Lock()
         self._buffer: deque[Row] = deque()
-        # After a few "locked" answers in a row (another process has held the
-        # write lock for > ~3 x lock_wait_ms), appends stop waiting (busy
+        # After many "locked" answers in a row (another process has held the
+        # write lock for > 20 x lock_wait_ms), appends stop waiting (busy
         # timeout 0) until one succeeds: a lock held for minutes then costs each
         # track() one instant try, not lock_wait_ms. Short contention between
         # appending processes never gets there.
@@ -147,6 +151,10 @@ class Writer:
         assert spool is not None
         rows = [row]
         if self._buffer:
+            if self._contended and len(self._buffer) % _WAITED_TRY_EVERY == 0:
+                # Every so many parked rows, one bounded wait for the lock:
+                # a few ms now and then beats a full buffer losing events.
+                self._set_contended(spool, False)
             rows = self._take_buffer() + rows
         try:
             spool.append(rows)
