@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -74,3 +75,24 @@ def test_a_replayed_batch_does_not_count_its_drop_report_twice(tmp_path: Path) -
         stats = c.stats()
     assert stats["duplicates"] > 0
     assert stats["dropped_reported"]["unknown_property"] == 5
+
+
+def test_telespool_status_shows_errors_apart_from_dropped_events(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from spool.cli._click import cli
+
+    state = tmp_path / "state"
+    with Telemetry("demo", "1.0.0", state_dir=state) as t:
+        t.track("cli_command", command="eval")
+        t.track("no_such_event")
+        holder = ExternalWriter(state / "spool.db")
+        t.track("cli_command", command="eval")
+        holder.release()
+    result = CliRunner().invoke(
+        cli, ["--app", "demo", "--state-dir", str(state), "status", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.output)
+    assert status["dropped"] == {"unknown_event": 1}
+    assert status["errors"]["locked"] >= 1

@@ -26,6 +26,7 @@ from .._paths import (
     validate_app,
 )
 from .._purge import clear_state_dir, purge_state_dir
+from .._writer import ERROR_PREFIX
 from ._errors import CliError
 from ._reader import read_events, read_snapshot
 
@@ -109,12 +110,21 @@ def status(target: Target, env: Mapping[str, str] | None = None) -> dict[str, An
         "disk_bytes": _disk_bytes(existing),
         "oldest": oldest,
         "oldest_age_s": _age_s(oldest),
-        "dropped": dict(snap.dropped) if snap is not None else {},
+        # Same split as Telemetry.status(): events lost vs errors swallowed.
+        "dropped": _split(snap.dropped if snap is not None else {})[0],
+        "errors": _split(snap.dropped if snap is not None else {})[1],
         "unreported_drops": dict(snap.unreported) if snap is not None else {},
         "last_upload_at": upload.get("last_upload_at"),
         "next_attempt_at": upload.get("next_attempt_at"),
         "last_outcome": upload.get("last_outcome"),
     }
+
+
+def _split(counts: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """``{reason: n}`` from the drops table -> (events dropped, errors by kind)."""
+    dropped = {k: v for k, v in counts.items() if not k.startswith(ERROR_PREFIX)}
+    errors = {k[len(ERROR_PREFIX) :]: v for k, v in counts.items() if k.startswith(ERROR_PREFIX)}
+    return dropped, errors
 
 
 def inspect(target: Target, *, limit: int | None, event: str | None) -> dict[str, Any]:

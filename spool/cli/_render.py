@@ -64,6 +64,7 @@ def status_text(s: Mapping[str, Any]) -> str:
         ),
         ("oldest", f"{s['oldest']} ({_age(s['oldest_age_s'])})" if s["oldest"] else "none"),
         ("dropped", _counts(s["dropped"])),
+        ("errors", _counts(s.get("errors") or {})),
         ("not yet reported", _counts(s["unreported_drops"])),
         ("last upload", s["last_upload_at"] or "never"),
         ("next attempt", s["next_attempt_at"] or "when the next host runs"),
