@@ -32,11 +32,16 @@ def host_env(**extra: str) -> dict[str, str]:
 
 
 def run_host(
-    code: str, *, env: dict[str, str] | None = None, timeout: float = 120.0, check: bool = True
+    code: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120.0,
+    check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a new interpreter; its stdout/stderr are captured as text."""
+    """Run ``code`` (with ``args`` as sys.argv[1:]) in a new interpreter;
+    its stdout/stderr are captured as text."""
     proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, "-c", textwrap.dedent(code), *args],
         env=env if env is not None else host_env(),
         capture_output=True,
         text=True,

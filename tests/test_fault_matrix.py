@@ -47,7 +47,7 @@ import trustme
 
 from spool._policy import Policy
 from spool._upload_state import parse_time
-from tests.hosts import ROOT, host_env, last_json
+from tests.hosts import host_env, last_json, run_host
 from tests.servers import (
     Blackhole,
     Reply,
@@ -174,14 +174,7 @@ class Ctx:
     ) -> dict[str, Any]:
         cfg.update(n=n, state_dir=str(self.state), slow_ms=SLOW_MS, uid=uid)
         delivered_before = len(set(server.event_ids)) if server is not None else 0
-        proc = subprocess.run(
-            [sys.executable, "-c", HOST, json.dumps(cfg)],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            cwd=str(ROOT),
-        )
+        proc = run_host(HOST, json.dumps(cfg), env=self.env, timeout=180, check=False)
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
         report: dict[str, Any] = last_json(proc.stdout)
         # The host never sees an exception.

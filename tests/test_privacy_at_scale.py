@@ -24,8 +24,6 @@ import json
 import math
 import random
 import re
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,7 +33,7 @@ from typing import Any
 import pytest
 
 from spool import Schema
-from tests.hosts import ROOT, host_env, last_json
+from tests.hosts import host_env, last_json, run_host
 from tests.loopback import Listener
 from tests.servers import Collector, collector, run_uploader
 from tests.test_sanitizer_properties import (
@@ -175,14 +173,7 @@ print(json.dumps({"raised": raised, "status": status,
 
 def _host(**cfg: Any) -> dict[str, Any]:
     env = host_env(**cfg.pop("env", {}))
-    proc = subprocess.run(
-        [sys.executable, "-c", HOST, json.dumps(cfg)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=str(ROOT),
-    )
+    proc = run_host(HOST, json.dumps(cfg), env=env, timeout=300, check=False)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     report: dict[str, Any] = last_json(proc.stdout)
     assert report["raised"] == 0
