@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ._migrations import migrate
@@ -141,7 +141,6 @@ class Spool:
         self._pid = os.getpid()
         self._fork_gen = _FORK_GEN[0]
         self.unchecked_bytes = 0
-        self.recovered_corrupt = 0
         self._open()
 
     # -- connection ---------------------------------------------------------------
@@ -161,7 +160,6 @@ class Spool:
                 raise
             self._move_aside()
             self._conn = self._connect()
-            self.recovered_corrupt += 1
             self.add_drops({"corrupt": 1})
 
     def _connect(self) -> sqlite3.Connection:
@@ -224,7 +222,6 @@ class Spool:
             self._conn = None
         self._move_aside()
         self._conn = self._connect()
-        self.recovered_corrupt += 1
         self.add_drops({"corrupt": 1})
 
     def close(self) -> None:
@@ -483,12 +480,6 @@ class Spool:
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, json.dumps(value, sort_keys=True)),
         )
-
-    def set_meta_many(self, items: Iterable[tuple[str, Any]]) -> None:
-        conn = self.conn
-        with _transaction(conn):
-            for key, value in items:
-                self.set_meta(key, value)
 
     def clear(self) -> None:
         """Delete all events and drop counts (the meta table stays)."""

@@ -114,7 +114,6 @@ class Telemetry:
         self.endpoint = validate_endpoint(env.get(f"{prefix}_TELEMETRY_ENDPOINT") or endpoint)
         self.run_id = _ids.new_run_id()
         self.debug = _consent.debug_mode(app, env)
-        self._explicit_state_dir = state_dir is not None
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.decision = _consent.Decision(False, "not_started")
         self._drops: Counter[str] = Counter()  # losses before any writer exists
