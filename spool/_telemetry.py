@@ -28,7 +28,7 @@ from ._purge import purge_state_dir
 from ._schema import Schema
 from ._store import Row, Spool, iso_time
 from ._trigger import Trigger
-from ._writer import ERROR_PREFIX, Writer
+from ._writer import Writer, split_errors
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -308,14 +308,7 @@ class Telemetry:
             out["next_attempt_at"] = upload.get("next_attempt_at")
 
         writer.run_locked(read)
-        out["dropped"] = {
-            k: v for k, v in sorted(dropped.items()) if v > 0 and not k.startswith(ERROR_PREFIX)
-        }
-        out["errors"] = {
-            k[len(ERROR_PREFIX) :]: v
-            for k, v in sorted(dropped.items())
-            if v > 0 and k.startswith(ERROR_PREFIX)
-        }
+        out["dropped"], out["errors"] = split_errors(dropped)
         return out
 
     def purge(self) -> None:

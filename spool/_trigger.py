@@ -91,7 +91,8 @@ def _posix_spawn(state_dir: Path) -> int:
         # Like close_fds=True: no descriptor the host made inheritable (a pipe
         # its parent waits on, say) may be held open by the uploader.
         actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds(devnull)]
-        argv = [sys.executable, "-P", "-m", "uploader", "--state-dir", str(state_dir)]
+        argv = uploader_command(state_dir)
+        argv.insert(1, "-P")
         return os.posix_spawn(
             sys.executable,
             argv,

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Mapping
 from pathlib import Path
 
 from ._paths import UnsafeStateDir
@@ -25,7 +26,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
 
-__all__ = ["ERROR_PREFIX", "Writer"]
+__all__ = ["ERROR_PREFIX", "Writer", "split_errors"]
 
 # "locked" answers in a row before appends stop waiting for the write lock:
 # ~100 ms of failing. Appending processes contend for microseconds at a time
@@ -37,6 +38,20 @@ _WAITED_TRY_EVERY = 64
 
 # Drop-table reasons with this prefix count swallowed errors, not lost events.
 ERROR_PREFIX = "error."
+
+
+def split_errors(counts: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """``{reason: n}`` as stored -> (events dropped by reason, errors by kind)."""
+    dropped: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    for reason, n in sorted(counts.items()):
+        if n <= 0:
+            continue
+        if reason.startswith(ERROR_PREFIX):
+            errors[reason[len(ERROR_PREFIX) :]] = n
+        else:
+            dropped[reason] = n
+    return dropped, errors
 
 
 class Writer:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from spool._store import StoredEvent
-from spool._writer import ERROR_PREFIX
+from spool._writer import split_errors
 
 __all__ = [
     "ENCODERS",
@@ -93,6 +93,7 @@ def encode_json_fragments(
     sent_at: str,
 ) -> Encoded:
     """The envelope around events already rendered as JSON objects (by SQLite)."""
+    lost, errors = split_errors(dropped)
     head = json.dumps(
         {
             "schema": header.schema,
@@ -102,11 +103,9 @@ def encode_json_fragments(
             "app_version": header.app_version,
             "install_id": header.install_id,
             "sent_at": sent_at,
-            "dropped": {k: v for k, v in dropped.items() if not k.startswith(ERROR_PREFIX)},
+            "dropped": lost,
             # Swallowed errors by kind (host and uploader), counted like drops.
-            "errors": {
-                k[len(ERROR_PREFIX) :]: v for k, v in dropped.items() if k.startswith(ERROR_PREFIX)
-            },
+            "errors": errors,
         },
         separators=(",", ":"),
         ensure_ascii=False,

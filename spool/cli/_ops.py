@@ -26,7 +26,7 @@ from .._paths import (
     validate_app,
 )
 from .._purge import clear_state_dir, purge_state_dir
-from .._writer import ERROR_PREFIX
+from .._writer import split_errors
 from ._errors import CliError
 from ._reader import read_events, read_snapshot
 
@@ -91,6 +91,7 @@ def status(target: Target, env: Mapping[str, str] | None = None) -> dict[str, An
     upload = _as_mapping(meta.get("upload"))
     endpoint = env.get(f"{env_prefix(target.app)}_TELEMETRY_ENDPOINT") or config.get("endpoint")
     oldest = snap.oldest if snap is not None else None
+    dropped, errors = split_errors(snap.dropped if snap is not None else {})
     return {
         "app": target.app,
         "enabled": decision.enabled,
@@ -111,20 +112,13 @@ def status(target: Target, env: Mapping[str, str] | None = None) -> dict[str, An
         "oldest": oldest,
         "oldest_age_s": _age_s(oldest),
         # Same split as Telemetry.status(): events lost vs errors swallowed.
-        "dropped": _split(snap.dropped if snap is not None else {})[0],
-        "errors": _split(snap.dropped if snap is not None else {})[1],
+        "dropped": dropped,
+        "errors": errors,
         "unreported_drops": dict(snap.unreported) if snap is not None else {},
         "last_upload_at": upload.get("last_upload_at"),
         "next_attempt_at": upload.get("next_attempt_at"),
         "last_outcome": upload.get("last_outcome"),
     }
-
-
-def _split(counts: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
-    """``{reason: n}`` from the drops table -> (events dropped, errors by kind)."""
-    dropped = {k: v for k, v in counts.items() if not k.startswith(ERROR_PREFIX)}
-    errors = {k[len(ERROR_PREFIX) :]: v for k, v in counts.items() if k.startswith(ERROR_PREFIX)}
-    return dropped, errors
 
 
 def inspect(target: Target, *, limit: int | None, event: str | None) -> dict[str, Any]:
