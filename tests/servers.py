@@ -167,6 +167,15 @@ class Blackhole:
         self.sock.close()
 
 
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0) -> None:
+    """Poll until ``predicate()`` is true; the timeout only guards against a hang."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached before the hang guard")
+        time.sleep(0.02)
+
+
 def refused_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -7,12 +7,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from spool import Telemetry
 
-from .servers import child_env, collector, queued, refused_port, run_uploader, set_endpoint
+from .servers import (
+    child_env,
+    collector,
+    queued,
+    refused_port,
+    run_uploader,
+    set_endpoint,
+    wait_for,
+)
 from .test_call_path_faults import ExternalWriter
 
 
@@ -65,9 +72,7 @@ def test_a_replayed_batch_does_not_count_its_drop_report_twice(tmp_path: Path) -
         victim = subprocess.Popen(
             [sys.executable, "-m", "uploader", "--state-dir", str(state), "--force"], env=env
         )
-        deadline = time.monotonic() + 30
-        while c.stats()["events"] == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: c.stats()["events"] > 0)
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
         assert queued(state) > 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from spool import Telemetry, _trigger
 from spool._policy import Policy
 from spool._upload_state import format_time
-from tests.servers import Blackhole, collector, meta, queued, refused_port
+from tests.servers import Blackhole, collector, meta, queued, refused_port, wait_for
 
 NOW = 1_800_000_000.0
 
@@ -27,14 +26,6 @@ def reap_children() -> object:
         except Exception:
             child.kill()
     _trigger._CHILDREN.clear()
-
-
-def _wait_for(predicate: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the hang guard")
-        time.sleep(0.05)
 
 
 def test_veto_when_nothing_is_queued() -> None:
@@ -65,9 +56,9 @@ def test_exit_starts_a_detached_uploader_that_delivers(tmp_path: Path, state_dir
             t.track("cli_command", command="eval")
         n = t.status()["queued"]
         t.close()  # what atexit runs
-        _wait_for(lambda: c.stats()["events"] == n)
+        wait_for(lambda: c.stats()["events"] == n)
     assert t._trigger is not None and t._trigger.spawned == 1
-    _wait_for(lambda: queued(state_dir) == 0)
+    wait_for(lambda: queued(state_dir) == 0)
     assert meta(state_dir, "upload")["last_spawn_at"]
 
 
@@ -96,7 +87,7 @@ def test_a_long_lived_host_triggers_from_track(tmp_path: Path, state_dir: Path) 
         for _ in range(60):
             t.track("cli_command", command="eval")
         assert t._trigger is not None and t._trigger.spawned >= 1
-        _wait_for(lambda: c.stats()["events"] >= 40)
+        wait_for(lambda: c.stats()["events"] >= 40)
         t.close()
 
 

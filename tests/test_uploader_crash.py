@@ -8,7 +8,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from tests.servers import (
     meta,
     queued,
     run_uploader,
+    wait_for,
 )
 from uploader import drain
 from uploader._drain import PAUSE_AFTER_POST_ENV
@@ -40,14 +40,6 @@ def _start_uploader(state_dir: Path, **env: str) -> subprocess.Popen[str]:
     )
 
 
-def _wait_for(predicate: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the hang guard")
-        time.sleep(0.02)
-
-
 def _done_line(proc: subprocess.Popen[str]) -> dict[str, object]:
     out, err = proc.communicate(timeout=60)
     lines = [json.loads(line) for line in out.splitlines() if line.strip()]
@@ -62,7 +54,7 @@ def test_two_uploaders_at_once_one_drains_without_duplicates(
         fill(state_dir, 2000, c.url, batch_events=100)
         # The first pauses after its first accepted batch, holding the lock.
         first = _start_uploader(state_dir, **{PAUSE_AFTER_POST_ENV: "1.5"})
-        _wait_for(lambda: c.stats()["events"] > 0)
+        wait_for(lambda: c.stats()["events"] > 0)
         second = run_uploader(state_dir)
         first_done = _done_line(first)
         stats = c.stats()
@@ -78,7 +70,7 @@ def test_sigkill_after_the_server_accepted_is_resent_and_stored_once(
     with collector(tmp_path / "c.db") as c:
         fill(state_dir, 1000, c.url, batch_events=100)
         victim = _start_uploader(state_dir, **{PAUSE_AFTER_POST_ENV: "60"})
-        _wait_for(lambda: c.stats()["events"] == 100)  # accepted, not yet deleted
+        wait_for(lambda: c.stats()["events"] == 100)  # accepted, not yet deleted
         victim.send_signal(signal.SIGKILL)
         victim.communicate(timeout=30)
         assert victim.returncode == -signal.SIGKILL
@@ -95,7 +87,7 @@ def test_opting_out_while_draining_stops_and_purges(tmp_path: Path, state_dir: P
     with collector(tmp_path / "c.db") as c:
         fill(state_dir, 1000, c.url, batch_events=100)
         proc = _start_uploader(state_dir, **{PAUSE_AFTER_POST_ENV: "2"})
-        _wait_for(lambda: c.stats()["events"] > 0)
+        wait_for(lambda: c.stats()["events"] > 0)
         (state_dir / "disabled").touch()  # what `telespool disable` writes
         done = _done_line(proc)
         stats = c.stats()
