@@ -9,14 +9,35 @@ from ._paths import INSTALL_NAME
 
 __all__ = ["forget_install", "new_event_id", "new_run_id"]
 
+# Event ids are taken from a pool filled by one os.urandom() call per 64 ids:
+# a getrandom() syscall per event was a third of the id's cost. list.pop() is
+# atomic under the GIL, so two threads never take the same id; a forked child
+# empties its copy (see below), so it never repeats its parent's ids.
+_POOL: list[str] = []
+_POOL_IDS = 64
+# The variant nibble (RFC 4122: binary 10xx) for each random hex digit.
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def _refill() -> None:
+    h = os.urandom(16 * _POOL_IDS).hex()
+    v = _VARIANT
+    _POOL.extend(
+        # Version nibble forced to 4, variant nibble to 8-b: a valid UUID v4
+        # carrying 122 random bits, as uuid.uuid4() does.
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
+        f"{v[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, len(h), 32)
+    )
+
 
 def new_event_id() -> str:
-    """A random (version 4) UUID string; ~4x cheaper than ``str(uuid.uuid4())``."""
-    b = bytearray(os.urandom(16))
-    b[6] = (b[6] & 0x0F) | 0x40
-    b[8] = (b[8] & 0x3F) | 0x80
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """A random (version 4) UUID string, about 4x cheaper than ``str(uuid.uuid4())``."""
+    try:
+        return _POOL.pop()
+    except IndexError:
+        _refill()
+        return _POOL.pop()
 
 
 def new_run_id() -> str:
@@ -30,3 +51,7 @@ def forget_install(state_dir: Path) -> None:
         (state_dir / INSTALL_NAME).unlink()
     except FileNotFoundError:
         pass
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_POOL.clear)

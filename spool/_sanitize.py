@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     Checker = Callable[[object, Mapping[str, object], Callable[[str], None]], object]
 
 __all__ = [
+    "BOOL",
     "DROP",
     "OTHER",
     "VERSION_PATTERN",
@@ -162,6 +163,9 @@ def _bool(value: object, props: Mapping[str, object], count: Callable[[str], Non
         return value
     count("invalid_value")
     return DROP
+
+
+BOOL: Checker = _bool  # the one bool checker, so callers can recognise it
 
 
 def _int(lo: int, hi: int) -> Checker:

@@ -22,6 +22,7 @@ from pathlib import Path
 from . import _context
 from ._errors import SchemaError
 from ._models import ModelSanitizer
+from ._plan import compile_plan, run_plan
 from ._sanitize import DROP, Allowed, compile_prop
 
 TYPE_CHECKING = False
@@ -70,6 +71,8 @@ class Schema:
             event: {p: compile_prop(spec, self.models) for p, spec in props.items()}
             for event, props in self.props.items()
         }
+        # The same checkers, fused with JSON encoding for the call path (see _plan).
+        self._plans = {event: compile_plan(checks) for event, checks in self._checks.items()}
         life = self.doc.get("lifecycle", {})
         self.lifecycle: dict[str, str] = {
             k: life[k] for k in ("initialized", "first_run") if k in life
@@ -188,12 +191,40 @@ class Schema:
                     out[key] = clean
             return out
         except Exception:
-            # A hostile Mapping (items() raising...) costs the event, never the host.
-            try:
-                count("error")
-            except Exception:
-                pass
+            _count_error(count)
             return None
+
+    def sanitize_json(
+        self,
+        name: object,
+        props: Mapping[str, object],
+        count: Callable[[str], None],
+        tail: str = "",
+    ) -> str | None:
+        """``sanitize()`` and compact JSON encoding in one pass; never raises.
+
+        Returns the JSON object text ``json.dumps(sanitize(...))`` would give,
+        with ``tail`` (a ready ``"key":value`` fragment, the context) appended,
+        or None when the event is dropped. Counts exactly what ``sanitize``
+        counts.
+        """
+        try:
+            plan = self._plans.get(name) if name.__class__ is str else None
+            if plan is None:
+                count("unknown_event")
+                return None
+            return run_plan(plan, props, count, tail)
+        except Exception:
+            _count_error(count)
+            return None
+
+
+def _count_error(count: Callable[[str], None]) -> None:
+    # A hostile Mapping (items() raising...) costs the event, never the host.
+    try:
+        count("error")
+    except Exception:
+        pass
 
 
 def _canonical(doc: Mapping[str, Any]) -> str:

@@ -237,14 +237,20 @@ class Spool:
         self._conn = None
 
     # -- call path -----------------------------------------------------------------
+    def append_one(self, row: Row) -> None:
+        """One committed INSERT: the call path's whole SQLite cost."""
+        conn = self._conn
+        if conn is None or self._fork_gen != _FORK_GEN[0]:
+            conn = self.conn  # closed, or first use after a fork: the slow checks
+        conn.execute(INSERT_SQL, row)
+        self.unchecked_bytes += row[5]
+
     def append(self, rows: Sequence[Row]) -> None:
         """Append rows: one committed INSERT, or one transaction for several."""
-        conn = self.conn
         if len(rows) == 1:
-            row = rows[0]
-            conn.execute(INSERT_SQL, row)
-            self.unchecked_bytes += row[5]
+            self.append_one(rows[0])
             return
+        conn = self.conn
         with _transaction(conn):
             conn.executemany(INSERT_SQL, rows)
         self.unchecked_bytes += sum(r.size for r in rows)

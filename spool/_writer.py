@@ -62,6 +62,7 @@ class Writer:
         self.errors: Counter[str] = Counter()
         self.fault: str | None = None  # why spooling is impossible, if it is
         self.fault_detail = ""
+        self._size_check_bytes = policy.size_check_bytes  # read on every append
         self._lock = threading.Lock()
         self._buffer: deque[Row] = deque()
         # After many "locked" answers in a row (another process has held the
@@ -81,7 +82,8 @@ class Writer:
     # -- public -----------------------------------------------------------------------
     def append(self, row: Row) -> None:
         """Durably append one row, or buffer it, or count it; never raises."""
-        if self.spool is None:
+        spool = self.spool
+        if spool is None:
             self.pending_drops[self.fault or "unwritable"] += 1
             return
         if not self._lock.acquire(blocking=False):
@@ -89,7 +91,18 @@ class Writer:
             self._park([row])
             return
         try:
-            self._write(row)
+            if self._buffer or self._contended or self.pending_drops:
+                self._write(row)  # parked rows or counts to write first
+                return
+            # The common case, kept flat: one committed INSERT.
+            try:
+                spool.append_one(row)
+            except Exception as exc:  # classified and counted, never raised
+                self._handle_error(exc, [row])
+                return
+            self._lock_failures = 0
+            if spool.unchecked_bytes >= self._size_check_bytes:
+                self._after_append(spool)
         finally:
             self._lock.release()
 
@@ -179,10 +192,13 @@ class Writer:
         self._lock_failures = 0
         if self._contended:
             self._set_contended(spool, False)
+        self._after_append(spool)
+
+    def _after_append(self, spool: Spool) -> None:
         try:
             if self.pending_drops:
                 self._flush_drops(spool)
-            if spool.unchecked_bytes >= self.policy.size_check_bytes:
+            if spool.unchecked_bytes >= self._size_check_bytes:
                 self._check_size(spool)
         except Exception as exc:  # classified and counted, never raised
             self._handle_error(exc, [])
