@@ -22,9 +22,10 @@ if TYPE_CHECKING:
 
 class Policy(Record):
     # -- disk -----------------------------------------------------------------
-    # ~50k typical events: weeks of a busy CLI offline, negligible on any disk
+    # ~80k typical events: weeks of a busy CLI offline, negligible on any disk
     # (Glean allows 50 MB, the Azure exporter 50 MiB for far bigger payloads).
-    max_bytes: int = 16 * MiB
+    # A quarter is room for the WAL during a flood (see _store.wal_limits).
+    max_bytes: int = 32 * MiB
     # Telemetry older than this no longer describes the current release.
     max_age_days: float = 30.0
     # Check the size after this many appended bytes, so an append stays O(1);
@@ -32,9 +33,10 @@ class Policy(Record):
     size_check_bytes: int = 64 * KiB
     # Evict down to this fraction of the cap, so eviction runs rarely in bursts.
     evict_to_fraction: float = 0.8
-    # Checkpoint the WAL (on a helper thread) after this many 4 KiB pages
-    # (SQLite's default); capped at 1/16 of max_bytes so the data keeps room.
-    wal_autocheckpoint_pages: int = 1000
+    # WAL maintenance (a checkpoint and a restart: three fsyncs) runs on a
+    # helper thread once appends have paused this long, so no append waits
+    # behind it; a few ms is a pause in any host that is not flooding.
+    wal_idle_ms: float = 5.0
     # Bigger props are a bug in the host, not telemetry; stored nowhere.
     max_event_bytes: int = 4 * KiB
 
@@ -114,7 +116,7 @@ class Policy(Record):
         for name in (
             "max_age_days",
             "size_check_bytes",
-            "wal_autocheckpoint_pages",
+            "wal_idle_ms",
             "max_event_bytes",
             "buffer_events",
             "trigger_events",

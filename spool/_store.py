@@ -19,9 +19,21 @@ from ._migrations import migrate
 from ._paths import DB_NAME, UnsafeStateDir, check_regular_or_absent, secure_create
 from ._policy import Policy
 
-__all__ = ["Row", "Spool", "StoredEvent", "WireBatch", "classify_error", "iso_time"]
+__all__ = [
+    "Row",
+    "Spool",
+    "StoredEvent",
+    "WireBatch",
+    "classify_error",
+    "iso_time",
+    "spool_path",
+    "wal_limits",
+]
 
-PAGE_SIZE = 4096
+# New spools use 1 KiB pages: an append rewrites its leaf page into the WAL
+# (about 1.7 frames per event here), so 4 KiB pages wrote 4.4 KB of WAL per
+# event and 1 KiB pages 1.8 KB: WAL maintenance comes 2.4x less often.
+PAGE_SIZE = 1024
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY, _SQLITE_IOERR = 5, 6, 8, 10
 _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 11, 13, 14, 26
 _SQLITE_IOERR_WRITE = 778
@@ -70,6 +82,10 @@ else:
     StoredEvent = namedtuple("StoredEvent", "id uuid name time run_id props size")
 
 
+def spool_path(state_dir: Path) -> Path:
+    return state_dir / DB_NAME
+
+
 def classify_error(exc: BaseException) -> str:
     """Map a SQLite/OS failure to the drop reason it is counted under."""
     code = getattr(exc, "sqlite_errorcode", None)
@@ -112,10 +128,16 @@ def classify_error(exc: BaseException) -> str:
     return "error"
 
 
-def _wal_pages(policy: Policy) -> int:
-    # Scale the WAL with the cap so a small cap still leaves room for the data:
-    # the WAL may reach twice this (the inline safety-net checkpoint), so 1/16.
-    return max(8, min(policy.wal_autocheckpoint_pages, policy.max_bytes // PAGE_SIZE // 16))
+def wal_limits(policy: Policy) -> tuple[int, int]:
+    """(soft, hard) WAL bytes, scaled with the cap so the data keeps room.
+
+    Past ``soft`` the maintainer thread checkpoints and restarts the WAL at
+    the next pause in appends. ``hard`` is SQLite's inline autocheckpoint:
+    reached only by a flood with no pause (about 4,000 events at the default
+    cap), it then costs one append a checkpoint.
+    """
+    soft = max(16 * PAGE_SIZE, policy.max_bytes // 16)
+    return soft, max(2 * soft, policy.max_bytes // 4)
 
 
 class Spool:
@@ -128,19 +150,22 @@ class Spool:
 
     def __init__(self, state_dir: Path, policy: Policy, *, busy_ms: int | None = None) -> None:
         self.state_dir = state_dir
-        self.path = state_dir / DB_NAME
+        self.path = spool_path(state_dir)
         self.policy = policy
         self._busy_ms = policy.lock_wait_ms if busy_ms is None else busy_ms
-        self._wal_pages = _wal_pages(policy)
-        # Above this many bytes on disk (db + WAL) the oldest events are evicted.
-        # The WAL is checkpointed (off the call path) beyond this many bytes.
-        self.wal_budget = self._wal_pages * PAGE_SIZE
-        headroom = (2 * self._wal_pages + 16) * PAGE_SIZE + 4 * policy.size_check_bytes
+        # The WAL is checkpointed (off the call path) beyond wal_budget bytes.
+        self.wal_budget, self._wal_hard = wal_limits(policy)
+        # Above this many bytes on disk (db + WAL) the oldest events are evicted:
+        # room is left for the WAL at its hard limit, and for the overshoot
+        # between size checks.
+        headroom = self._wal_hard + 16 * 4096 + 4 * policy.size_check_bytes
         self.high_water = max(policy.max_bytes - headroom, policy.max_bytes // 2)
+        self.page_size = PAGE_SIZE  # read from the file once open (older spools: 4 KiB)
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
         self._fork_gen = _FORK_GEN[0]
         self.unchecked_bytes = 0
+        self.appends = 0  # rows appended by this process: the maintainer's idleness probe
         self._open()
 
     # -- connection ---------------------------------------------------------------
@@ -169,7 +194,9 @@ class Spool:
             str(self.path), timeout=0.25, isolation_level=None, check_same_thread=False
         )
         try:
-            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes effect on a new file
+            # Both only take effect on a new file, before its first table.
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"cannot enable WAL (journal_mode={mode})")
@@ -177,11 +204,14 @@ class Spool:
             # durable_sync=True trades ~an fsync per append for that too.
             sync = "FULL" if self.policy.durable_sync else "NORMAL"
             conn.execute(f"PRAGMA synchronous = {sync}")
-            # The maintainer thread checkpoints at wal_budget; SQLite's own
-            # autocheckpoint (inline, in some append) is only the safety net.
-            conn.execute(f"PRAGMA wal_autocheckpoint = {int(self._wal_pages * 2)}")
-            conn.execute(f"PRAGMA journal_size_limit = {int(self._wal_pages * PAGE_SIZE)}")
             migrate(conn)
+            (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+            self.page_size = int(page_size)
+            # The maintainer thread checkpoints past wal_budget; SQLite's own
+            # autocheckpoint (inline, in some append) is only the flood's limit.
+            conn.execute(f"PRAGMA wal_autocheckpoint = {int(self._wal_hard // self.page_size)}")
+            # A restarted WAL is cut back to the soft size: a flood's WAL is not kept.
+            conn.execute(f"PRAGMA journal_size_limit = {int(self.wal_budget)}")
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
         except BaseException:
             conn.close()
@@ -244,6 +274,7 @@ class Spool:
             conn = self.conn  # closed, or first use after a fork: the slow checks
         conn.execute(INSERT_SQL, row)
         self.unchecked_bytes += row[5]
+        self.appends += 1
 
     def append(self, rows: Sequence[Row]) -> None:
         """Append rows: one committed INSERT, or one transaction for several."""
@@ -254,6 +285,7 @@ class Spool:
         with _transaction(conn):
             conn.executemany(INSERT_SQL, rows)
         self.unchecked_bytes += sum(r.size for r in rows)
+        self.appends += len(rows)
 
     def add_drops(self, counts: Mapping[str, int]) -> None:
         items = [(reason, n, n) for reason, n in counts.items() if n > 0]
@@ -294,10 +326,6 @@ class Spool:
         except OSError:
             return 0
 
-    def checkpoint(self) -> None:
-        """Copy the WAL into the database without blocking writers (PASSIVE)."""
-        self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-
     def enforce_cap(self) -> int:
         """Keep db + WAL under the cap; returns how many events were evicted.
 
@@ -337,7 +365,7 @@ class Spool:
     def _used_bytes(self, conn: sqlite3.Connection) -> int:
         (pages,) = conn.execute("PRAGMA page_count").fetchone()
         (free,) = conn.execute("PRAGMA freelist_count").fetchone()
-        return int(pages - free) * PAGE_SIZE
+        return int(pages - free) * self.page_size
 
     def _reclaim(self, conn: sqlite3.Connection) -> None:
         """Return free pages to the OS and truncate the WAL (best effort)."""

@@ -11,6 +11,7 @@ Wraps a ``Spool`` with what the host needs around it:
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from ._paths import UnsafeStateDir
 from ._policy import Policy
-from ._store import Row, Spool, classify_error
+from ._store import Row, Spool, classify_error, iso_time, spool_path, wal_limits
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ class Writer:
         # appending processes never gets there.
         self._contended = False
         self._lock_failures = 0
-        self._maintainer = _Maintainer(state_dir, policy, self.note_error)
+        self._maintainer = self._new_maintainer()
         self.spool: Spool | None = None
         try:
             self.spool = Spool(state_dir, policy)
@@ -147,7 +148,7 @@ class Writer:
             self._lock.release()
 
     def close(self) -> None:
-        self._maintainer.join(self.policy.close_wait_ms / 1000.0)
+        self._maintainer.stop(self.policy.close_wait_ms / 1000.0)
         self.sync()
         with self._lock:
             if self._buffer:
@@ -202,6 +203,15 @@ class Writer:
                 self._check_size(spool)
         except Exception as exc:  # classified and counted, never raised
             self._handle_error(exc, [])
+
+    def _new_maintainer(self) -> _Maintainer:
+        return _Maintainer(
+            spool_path(self.state_dir),
+            lambda: self.spool.appends if self.spool is not None else 0,
+            self.policy.wal_idle_ms / 1000.0,
+            wal_limits(self.policy)[0],
+            self.note_error,
+        )
 
     def _check_size(self, spool: Spool) -> None:
         """Two stats on the call path; the WAL checkpoint runs on another thread."""
@@ -295,7 +305,7 @@ class Writer:
         self._lock = threading.Lock()
         self._buffer = deque()
         self.pending_drops = Counter()
-        self._maintainer = _Maintainer(self.state_dir, self.policy, self.note_error)
+        self._maintainer = self._new_maintainer()
         self._contended = False
         self._lock_failures = 0
         if self.spool is not None:
@@ -304,53 +314,117 @@ class Writer:
 
 
 class _Maintainer:
-    """Checkpoints the WAL on a short-lived thread with its own connection.
+    """Checkpoints and restarts the WAL on one helper thread, in a pause.
 
-    A checkpoint copies up to the WAL budget into the database (milliseconds),
-    which would stall whichever track() triggered SQLite's inline
-    autocheckpoint. PASSIVE never takes the write lock, so appends continue;
-    SQLite releases the GIL meanwhile. The inline autocheckpoint (at twice the
-    budget) remains the safety net if this thread cannot run.
+    SQLite syncs at every WAL cycle: the WAL and the database around a
+    checkpoint, and the WAL header when the next write restarts the WAL. Any
+    append that meets one of those fsyncs, inline or behind a lock, waits
+    milliseconds. So once the WAL passes its soft budget this thread waits
+    for appends to pause for ``wal_idle_ms``, then on its own connection runs
+    a PASSIVE checkpoint (it completes: nothing is appending) and one small
+    write, which restarts the WAL and pays the header sync. Appends find a
+    fresh WAL and never wait. A flood with no pause reaches SQLite's inline
+    autocheckpoint at the hard limit instead (see _store.wal_limits).
     """
 
-    def __init__(self, state_dir: Path, policy: Policy, note_error: Callable[[str], None]) -> None:
-        self._state_dir = state_dir
-        self._policy = policy
+    def __init__(
+        self,
+        path: Path,
+        appends: Callable[[], int],
+        idle_s: float,
+        wal_limit: int,
+        note_error: Callable[[str], None],
+    ) -> None:
+        self._path = path
+        self._appends = appends
+        self._idle_s = idle_s
+        self._wal_limit = wal_limit
         self._note_error = note_error
+        self._wake = threading.Event()
+        self._stopping = False
         self._thread: threading.Thread | None = None
 
     def kick(self) -> None:
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            return
-        thread = threading.Thread(target=self._run, name="telespool-maintain", daemon=True)
-        self._thread = thread
-        try:
-            thread.start()
-        except RuntimeError:  # no threads left (or interpreter shutting down)
-            self._thread = None
+        """Ask for a round; starts the thread on first use. Never blocks."""
+        if self._thread is None:
+            thread = threading.Thread(target=self._loop, name="telespool-maintain", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # no threads left (or interpreter shutting down)
+                return
+            self._thread = thread
+        self._wake.set()
 
-    def join(self, timeout: float) -> None:
+    def stop(self, timeout: float) -> None:
+        """End the thread (after any round under way), waiting at most ``timeout``."""
         thread = self._thread
-        if thread is not None and thread.is_alive():
-            thread.join(timeout)
-
-    def _run(self) -> None:
-        try:
-            spool = Spool(self._state_dir, self._policy, busy_ms=_MAINTAIN_BUSY_MS)
-        except Exception as exc:
-            self._note_error(_reason(exc))
+        if thread is None:
             return
+        self._stopping = True
+        self._wake.set()
+        thread.join(timeout)
+
+    def _loop(self) -> None:
+        conn: sqlite3.Connection | None = None
         try:
-            spool.checkpoint()
+            while not self._stopping:
+                self._wake.wait()
+                self._wake.clear()
+                if not self._wait_for_pause():
+                    return
+                if conn is None:
+                    # Opened in the first pause, never beside appends: opening
+                    # a connection stalled a concurrent append by milliseconds.
+                    conn = self._connect()
+                self._round(conn)
         except Exception as exc:
             self._note_error(_reason(exc))
         finally:
-            spool.close()
+            if conn is not None:
+                conn.close()
+            # After a failure the next kick starts a fresh thread and connection.
+            self._thread = None
+
+    def _connect(self) -> sqlite3.Connection:
+        # mode=rw: never creates a file (a purge may have removed it).
+        conn = sqlite3.connect(
+            self._path.resolve().as_uri() + "?mode=rw",
+            uri=True,
+            timeout=_MAINTAIN_BUSY_S,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        # The restart happens on this connection: cut the WAL back there.
+        conn.execute(f"PRAGMA journal_size_limit = {int(self._wal_limit)}")
+        return conn
+
+    def _wait_for_pause(self) -> bool:
+        """True once no row was appended for ``idle_s``; False when stopping."""
+        while not self._stopping:
+            seen = self._appends()
+            # An interruptible sleep: stop() and kick() set the event.
+            if self._wake.wait(self._idle_s):
+                self._wake.clear()
+                continue
+            if self._appends() == seen:
+                return True
+        return False
+
+    def _round(self, conn: sqlite3.Connection) -> None:
+        busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if not busy and frames == copied and frames > 0:
+            conn.execute(_RESTART_SQL, (json.dumps(iso_time(time.time())),))
+        # Otherwise a reader (an uploader mid-batch) pins part of the WAL, or
+        # appends resumed: the next kick tries again.
 
 
 # The maintainer is off the call path: it may wait for the host's brief writes.
-_MAINTAIN_BUSY_MS = 1000
+_MAINTAIN_BUSY_S = 1.0
+# The write that restarts the WAL; the row tells people reading the spool when.
+_RESTART_SQL = (
+    "INSERT INTO meta (key, value) VALUES ('wal_restarted_at', ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
 
 
 def _reason(exc: BaseException) -> str:

@@ -19,6 +19,7 @@ SCHEMA = Schema.reference()
 EVENTS = sorted(SCHEMA.events)
 PROPS = sorted({p for e in EVENTS for p in SCHEMA.props[e]})
 CONTEXT_KEYS = set(SCHEMA.context("1.0.0"))
+CONTEXT_JSON = json.dumps(SCHEMA.context("1.0.0"), separators=(",", ":"))[1:-1]
 ALLOWED_VALUES = sorted(
     {v for e in EVENTS for s in SCHEMA.props[e].values() for v in s.get("values", [])}
     | {v for e in EVENTS for s in SCHEMA.props[e].values() for v in s.get("labels", [])}
@@ -123,6 +124,31 @@ def test_sanitize_stores_only_schema_keys_and_allowlisted_values(
     removed = sum(1 for k in props if k not in clean)
     assert counts["unknown_property"] + counts["invalid_value"] >= removed
     json.dumps(clean, allow_nan=False)  # always encodable, strictly
+
+
+@settings(
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(name=names, props=props_strategy, tail=st.sampled_from(["", CONTEXT_JSON]))
+def test_the_call_paths_fused_sanitizer_equals_sanitize_then_json(
+    name: Any, props: dict[str, Any], tail: str
+) -> None:
+    """track() uses sanitize_json; it must keep, coerce, drop and count as sanitize does."""
+    counts: Counter[str] = Counter()
+    fused_counts: Counter[str] = Counter()
+    clean = SCHEMA.sanitize(name, props, lambda reason: counts.update([reason]))
+    fused = SCHEMA.sanitize_json(name, props, lambda reason: fused_counts.update([reason]), tail)
+    assert fused_counts == counts
+    if clean is None:
+        assert fused is None
+        return
+    expected = json.dumps(clean, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if tail:
+        expected = expected[:-1] + ("," if clean else "") + tail + "}"
+    assert fused == expected
+    assert json.loads(fused) == {**clean, **(json.loads("{" + tail + "}"))}
 
 
 @settings(
