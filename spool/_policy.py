@@ -31,7 +31,7 @@ class Policy(Record):
     # Check the size after this many appended bytes, so an append stays O(1);
     # small next to the headroom below, so the cap holds between checks.
     size_check_bytes: int = 64 * KiB
-    # Evict down to this fraction of the cap, so eviction runs rarely in bursts.
+    # Evict down to this fraction of the high-water mark, so eviction runs rarely.
     evict_to_fraction: float = 0.8
     # WAL maintenance (a checkpoint and a restart: three fsyncs) runs on a
     # helper thread once appends have paused this long, so no append waits

@@ -340,7 +340,9 @@ class Spool:
         # Often a checkpoint alone suffices: the WAL is what grew.
         self._reclaim(conn)
         evicted = 0
-        target = int(self.policy.max_bytes * self.policy.evict_to_fraction)
+        # Down to a fraction of the high-water mark (not of the cap: the WAL
+        # has its share of the cap), so eviction runs rarely, in bursts.
+        target = int(self.high_water * self.policy.evict_to_fraction)
         for _ in range(4):
             used = self._used_bytes(conn)
             if used <= target:

@@ -137,11 +137,14 @@ def test_a_database_corrupted_mid_use_is_moved_aside_and_spooling_continues(
     with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
         for _ in range(2000):
             t.track("cli_command", command="eval")
-    # Overwrite the events table's b-tree pages (page 3 onward) with garbage.
+    # Overwrite the events table's b-tree pages (8 pages from page 3) with garbage.
     path = state_dir / "spool.db"
+    probe = sqlite3.connect(path)
+    (page,) = probe.execute("PRAGMA page_size").fetchone()
+    probe.close()
     with open(path, "r+b") as f:
-        f.seek(2 * 4096)
-        f.write(b"\xde\xad\xbe\xef" * 4096 * 2)
+        f.seek(2 * page)
+        f.write(b"\xde\xad\xbe\xef" * page * 2)
     with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
         for _ in range(3):
             t.track("cli_command", command="eval")
