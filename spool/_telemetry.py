@@ -23,6 +23,7 @@ from ._errors import ConfigError
 from ._flush import FlushResult, run_flush
 from ._lifecycle import lifecycle_events
 from ._paths import UnsafeStateDir, default_state_dir, ensure_state_dir, env_prefix, validate_app
+from ._plan import run_plan
 from ._policy import Policy
 from ._purge import purge_state_dir
 from ._schema import Schema
@@ -83,6 +84,9 @@ class Telemetry:
         self.schema = schema if schema is not None else Schema.reference()
         if not isinstance(self.schema, Schema):
             raise ConfigError(f"schema must be a spool.Schema, got {type(schema).__name__}")
+        # The schema's compiled plans, looked up by track() without a call
+        # through Schema.sanitize_json (same checkers, same counts).
+        self._plan_for = self.schema.plans.get
         # Allowlisted context (ctx_* keys, reserved by the schema) for every event,
         # precomputed once as a JSON fragment so track() pays one string concat.
         self._context = self.schema.context(version)
@@ -96,7 +100,11 @@ class Telemetry:
         self.decision = _consent.Decision(False, "not_started")
         self._drops: Counter[str] = Counter()  # losses before any writer exists
         self._writer: Writer | None = None
+        # The writer while track() may use it: None when off, closed or faulty,
+        # so the hot path tests one attribute.
+        self._live_writer: Writer | None = None
         self._closed = False
+        self._count_fn = self._count  # bound once: track() passes it per call
         try:
             self._init_runtime(enabled)
         except Exception as exc:
@@ -154,6 +162,7 @@ class Telemetry:
             self._fault_detail = str(exc)
             return
         self._writer = Writer(self.state_dir, self.policy)
+        self._live_writer = self._writer
         self._writer.run_locked(self._write_config)
         self._writer.run_locked(self._expire_if_due)
         if self.endpoint is not None:
@@ -203,15 +212,17 @@ class Telemetry:
     def track(self, name: str, **props: Any) -> None:
         """Record one event. Never raises, never does network I/O, never blocks."""
         try:
-            writer = self._writer
-            if writer is None or self._closed:
+            writer = self._live_writer
+            if writer is None:
                 # Off, debug, closed, or no usable spool: the rare paths.
                 self._track_without_spool(name, props)
                 return
             # Sanitized and encoded in one pass, the context appended.
-            props_json = self.schema.sanitize_json(name, props, self._count, self._context_json)
-            if props_json is None:
+            plan = self._plan_for(name) if name.__class__ is str else None
+            if plan is None:
+                self._count("unknown_event")
                 return
+            props_json = run_plan(plan, props, self._count_fn, self._context_json)
             size = len(name) + len(props_json)
             if size > self._max_event_bytes:
                 self._count("too_large")
@@ -310,6 +321,7 @@ class Telemetry:
         if self._closed:
             return
         self._closed = True
+        self._live_writer = None
         try:
             if self._writer is not None:
                 due = False
