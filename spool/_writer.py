@@ -11,7 +11,6 @@ Wraps a ``Spool`` with what the host needs around it:
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from ._paths import UnsafeStateDir
 from ._policy import Policy
-from ._store import Row, Spool, classify_error, iso_time, spool_path, wal_limits
+from ._store import Row, Spool, classify_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -75,6 +74,10 @@ class Writer:
         self._lock_failures = 0
         self._maintainer = self._new_maintainer()
         self.spool: Spool | None = None
+        # A spool that was only locked when we tried (another process holding
+        # it through our whole open wait) is opened again later; meanwhile
+        # rows wait in the buffer. Any other fault is final for this process.
+        self._reopen_at = 0.0
         try:
             self.spool = Spool(state_dir, policy)
         except (UnsafeStateDir, sqlite3.Error, OSError) as exc:
@@ -85,7 +88,10 @@ class Writer:
         """Durably append one row, or buffer it, or count it; never raises."""
         spool = self.spool
         if spool is None:
-            self.pending_drops[self.fault or "unwritable"] += 1
+            if self.fault == "locked":
+                self._append_unopened(row)
+            else:
+                self.pending_drops[self.fault or "unwritable"] += 1
             return
         if not self._lock.acquire(False):  # positional: cheaper than blocking=False
             # Another thread is mid-append: park the row rather than wait.
@@ -107,6 +113,42 @@ class Writer:
         finally:
             self._lock.release()
 
+    def _append_unopened(self, row: Row) -> None:
+        """The spool could not be opened because it was locked: park the row,
+        and now and then try to open it again, without waiting."""
+        if not self._lock.acquire(False):
+            self._park([row])
+            return
+        try:
+            self._park([row])
+            if time.monotonic() >= self._reopen_at and self._reopen(wait_s=0.0):
+                self._write_parked()
+        finally:
+            self._lock.release()
+
+    def _reopen(self, wait_s: float) -> bool:
+        """Try to open a spool that was locked at open; True when it is open."""
+        self._reopen_at = time.monotonic() + _REOPEN_EVERY_S
+        try:
+            self.spool = Spool(self.state_dir, self.policy, open_wait_s=wait_s)
+        except (UnsafeStateDir, sqlite3.Error, OSError) as exc:
+            reason = exc.reason if isinstance(exc, UnsafeStateDir) else classify_error(exc)
+            if reason != "locked":
+                self._set_fault(exc)  # final, counted
+            return False
+        self.fault = None
+        self.fault_detail = ""
+        return True
+
+    def _write_parked(self) -> None:
+        spool = self.spool
+        assert spool is not None
+        try:
+            self._flush_buffer(spool)
+            self._flush_drops(spool)
+        except Exception as exc:  # classified and counted, never raised
+            self._handle_error(exc, [])
+
     def count_drop(self, reason: str, n: int = 1) -> None:
         self.pending_drops[reason] += n
 
@@ -122,10 +164,18 @@ class Writer:
         Called at close/atexit and before an upload, where a short bounded wait
         for another process's write lock is acceptable.
         """
+        wait_s = (self.policy.close_wait_ms if wait_ms is None else wait_ms) / 1000.0
+        if self.spool is None and self.fault == "locked":
+            # Parked rows from a spool locked at open: one bounded try to open it.
+            if not self._lock.acquire(timeout=max(wait_s, 0.001)):
+                return
+            try:
+                self._reopen(wait_s)
+            finally:
+                self._lock.release()
         spool = self.spool
         if spool is None:
             return
-        wait_s = (self.policy.close_wait_ms if wait_ms is None else wait_ms) / 1000.0
         if not self._lock.acquire(timeout=max(wait_s, 0.001)):
             return
         try:
@@ -206,21 +256,28 @@ class Writer:
 
     def _new_maintainer(self) -> _Maintainer:
         return _Maintainer(
-            spool_path(self.state_dir),
+            self.state_dir,
+            self.policy,
             lambda: self.spool.appends if self.spool is not None else 0,
-            self.policy.wal_idle_ms / 1000.0,
-            wal_limits(self.policy)[0],
+            threading.Lock(),
             self.note_error,
         )
 
     def _check_size(self, spool: Spool) -> None:
         """Two stats on the call path; the WAL checkpoint runs on another thread."""
+        spool.unchecked_bytes = 0
         if spool.disk_bytes() > spool.high_water:
-            # Rare (a flood at the cap) and a promise: evict here, oldest first.
-            spool.enforce_cap()
+            # Rare (the cap reached) and a promise: evict here, oldest first.
+            # Not beside a maintainer round: its checkpoint would keep this
+            # one from truncating the WAL the eviction just grew.
+            busy = self._maintainer.busy
+            if busy.acquire(timeout=_INLINE_EVICT_WAIT_S):
+                try:
+                    spool.enforce_cap()
+                finally:
+                    busy.release()
         elif spool.wal_bytes() > spool.wal_budget:
             self._maintainer.kick()
-        spool.unchecked_bytes = 0
 
     def _handle_error(self, exc: BaseException, rows: list[Row]) -> None:
         reason = exc.reason if isinstance(exc, UnsafeStateDir) else classify_error(exc)
@@ -305,6 +362,7 @@ class Writer:
         self._lock = threading.Lock()
         self._buffer = deque()
         self.pending_drops = Counter()
+        self._maintainer.abandon_after_fork()
         self._maintainer = self._new_maintainer()
         self._contended = False
         self._lock_failures = 0
@@ -319,30 +377,34 @@ class _Maintainer:
     SQLite syncs at every WAL cycle: the WAL and the database around a
     checkpoint, and the WAL header when the next write restarts the WAL. Any
     append that meets one of those fsyncs, inline or behind a lock, waits
-    milliseconds. So once the WAL passes its soft budget this thread waits
-    for appends to pause for ``wal_idle_ms``, then on its own connection runs
-    a PASSIVE checkpoint (it completes: nothing is appending) and one small
-    write, which restarts the WAL and pays the header sync. Appends find a
-    fresh WAL and never wait. A flood with no pause reaches SQLite's inline
-    autocheckpoint at the hard limit instead (see _store.wal_limits).
+    milliseconds. So when a size check finds the WAL past its soft budget, it
+    kicks this thread, which waits for appends to pause for ``wal_idle_ms``
+    and then, on its own connection, runs a PASSIVE checkpoint (it completes:
+    nothing is appending) and one small write, which restarts the WAL and
+    pays the header sync. Appends then find a fresh WAL and never wait. A
+    flood with no pause at all reaches SQLite's inline autocheckpoint at the
+    WAL's hard limit instead (see _store.wal_limits). ``busy`` is held for a
+    round, so the inline eviction never runs beside it.
     """
 
     def __init__(
         self,
-        path: Path,
+        state_dir: Path,
+        policy: Policy,
         appends: Callable[[], int],
-        idle_s: float,
-        wal_limit: int,
+        busy: threading.Lock,
         note_error: Callable[[str], None],
     ) -> None:
-        self._path = path
+        self._state_dir = state_dir
+        self._policy = policy
         self._appends = appends
-        self._idle_s = idle_s
-        self._wal_limit = wal_limit
+        self._idle_s = policy.wal_idle_ms / 1000.0
+        self.busy = busy
         self._note_error = note_error
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._spool: Spool | None = None
 
     def kick(self) -> None:
         """Ask for a round; starts the thread on first use. Never blocks."""
@@ -356,7 +418,7 @@ class _Maintainer:
         self._wake.set()
 
     def stop(self, timeout: float) -> None:
-        """End the thread (after any round under way), waiting at most ``timeout``."""
+        """End the thread (after any step under way), waiting at most ``timeout``."""
         thread = self._thread
         if thread is None:
             return
@@ -364,39 +426,35 @@ class _Maintainer:
         self._wake.set()
         thread.join(timeout)
 
+    def abandon_after_fork(self) -> None:
+        """In a forked child: the thread is gone; never close the parent's connection."""
+        if self._spool is not None:
+            self._spool.abandon()
+        _ABANDONED_MAINTAINERS.append(self)
+
     def _loop(self) -> None:
-        conn: sqlite3.Connection | None = None
         try:
             while not self._stopping:
                 self._wake.wait()
                 self._wake.clear()
                 if not self._wait_for_pause():
                     return
-                if conn is None:
-                    # Opened in the first pause, never beside appends: opening
-                    # a connection stalled a concurrent append by milliseconds.
-                    conn = self._connect()
-                self._round(conn)
+                with self.busy:
+                    if self._spool is None:
+                        # Opened in the first pause, never beside appends: opening
+                        # a connection stalled a concurrent append by milliseconds.
+                        self._spool = Spool(
+                            self._state_dir, self._policy, busy_ms=_MAINTAIN_BUSY_MS
+                        )
+                    self._round(self._spool)
         except Exception as exc:
             self._note_error(_reason(exc))
         finally:
-            if conn is not None:
-                conn.close()
+            if self._spool is not None:
+                self._spool.close()
+                self._spool = None
             # After a failure the next kick starts a fresh thread and connection.
             self._thread = None
-
-    def _connect(self) -> sqlite3.Connection:
-        # mode=rw: never creates a file (a purge may have removed it).
-        conn = sqlite3.connect(
-            self._path.resolve().as_uri() + "?mode=rw",
-            uri=True,
-            timeout=_MAINTAIN_BUSY_S,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-        # The restart happens on this connection: cut the WAL back there.
-        conn.execute(f"PRAGMA journal_size_limit = {int(self._wal_limit)}")
-        return conn
 
     def _wait_for_pause(self) -> bool:
         """True once no row was appended for ``idle_s``; False when stopping."""
@@ -410,21 +468,24 @@ class _Maintainer:
                 return True
         return False
 
-    def _round(self, conn: sqlite3.Connection) -> None:
-        busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        if not busy and frames == copied and frames > 0:
-            conn.execute(_RESTART_SQL, (json.dumps(iso_time(time.time())),))
+    @staticmethod
+    def _round(spool: Spool) -> None:
+        if spool.checkpoint():
+            spool.restart_wal()
         # Otherwise a reader (an uploader mid-batch) pins part of the WAL, or
-        # appends resumed: the next kick tries again.
+        # appends resumed: a later round restarts it.
 
 
+# An eviction waits at most this long for a maintainer round (a checkpoint
+# and one write) to finish.
+_INLINE_EVICT_WAIT_S = 0.05
+# How often appends retry opening a spool that was locked at open.
+_REOPEN_EVERY_S = 0.1
 # The maintainer is off the call path: it may wait for the host's brief writes.
-_MAINTAIN_BUSY_S = 1.0
-# The write that restarts the WAL; the row tells people reading the spool when.
-_RESTART_SQL = (
-    "INSERT INTO meta (key, value) VALUES ('wal_restarted_at', ?) "
-    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-)
+_MAINTAIN_BUSY_MS = 1000
+# Maintainers of a parent process, kept alive in a forked child: their
+# connections must never be closed there (see Spool.reopen_after_fork).
+_ABANDONED_MAINTAINERS: list[_Maintainer] = []
 
 
 def _reason(exc: BaseException) -> str:

@@ -176,6 +176,50 @@ class ExternalWriter:
         self.proc.wait(timeout=30)
 
 
+class ExclusiveHolder:
+    """A real ``sqlite3`` CLI session holding the database exclusively: even
+    opening it fails with "database is locked" until it lets go."""
+
+    def __init__(self, db: Path) -> None:
+        self.proc = subprocess.Popen(
+            ["sqlite3", str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(
+            "PRAGMA locking_mode = EXCLUSIVE;\nBEGIN EXCLUSIVE;\n"
+            "INSERT INTO meta (key, value) VALUES ('held', '1');\nSELECT 'holding';\n"
+        )
+        self.proc.stdin.flush()
+        while self.proc.stdout.readline().strip() != "holding":
+            pass
+
+    def release(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("ROLLBACK;\n.quit\n")
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def test_a_spool_locked_through_the_whole_open_is_opened_later_losing_nothing(
+    state_dir: Path,
+) -> None:
+    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
+        t.track("cli_command", command="eval")
+    holder = ExclusiveHolder(state_dir / "spool.db")
+    try:
+        t = Telemetry("demo", "1.0.0", state_dir=state_dir)
+        assert t._writer is not None and t._writer.fault == "locked"
+        for _ in range(20):
+            t.track("cli_command", command="eval")  # parked, never waiting
+        assert t._writer.buffered >= 20
+    finally:
+        holder.release()
+    t.close()  # opens the spool now and writes what was parked
+    assert _count_rows(state_dir) == 21
+    with Telemetry("demo", "1.0.0", state_dir=state_dir) as again:
+        assert again.status()["errors"].get("locked", 0) >= 1  # counted, not silent
+
+
 def test_held_write_lock_buffers_events_then_writes_them(state_dir: Path) -> None:
     with Telemetry("demo", "1.0.0", state_dir=state_dir, buffer_events=50) as t:
         t.track("cli_command", command="eval")
