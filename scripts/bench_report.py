@@ -20,18 +20,27 @@ TARGETS = """\
 NOTES = """\
 ## Reading these figures
 
-- **The floor is SQLite.** On this VM one committed WAL insert alone costs
-  the raw figure above (p50), so the absolute `track()` targets (p50 ≤ 20 µs,
-  p99 ≤ 60 µs) are out of reach here whatever Python does around it; the
-  ratio to the raw insert is the portable number. The rest of `track()` is
-  sanitizing (1-3 µs, see docs/schema-format.md), one pre-built C JSON encoder
-  call, a random id, the timestamp and the writer's lock/buffer logic.
-- **max** is dominated by the machine (the raw insert's max is as bad) and, at
-  the cap, by inline eviction: when the spool crosses its high-water mark the
-  appending call deletes the oldest ~20% (thousands of rows) and returns the
+- **The floor is SQLite.** One committed WAL insert is the raw figure (p50);
+  the ratio to it, measured in alternating blocks, is the portable number.
+  Around the insert, `track()` runs about 3.5 µs of Python in a hot loop
+  (sanitizing and JSON encoding fused into one pass over a compiled plan,
+  about 0.8 µs for four enum props; a pooled random id 0.6 µs; the timestamp
+  0.5 µs; the writer's lock and checks), which costs nearer 6 µs interleaved
+  with SQLite's syscalls. That is why the ratio moves with the machine's
+  state (1.5× to 2.1× seen on this VM on one day, with the same code).
+- **p99 and max.** SQLite syncs at every WAL cycle: the WAL and the database
+  around a checkpoint, and the WAL header when the next write restarts the
+  WAL. A helper thread waits for a 5 ms pause in appends and does all three
+  itself, so no `track()` waits for an fsync; new spools use 1 KiB pages, so
+  the WAL fills 2.4× slower. The raw insert pays its checkpoints inline: that
+  is its max. What is left in `track()`'s tail is the machine (ext4 journal
+  commits while the WAL file grows; the raw insert's own p99 shows it).
+  A flood with no pause at all reaches SQLite's inline autocheckpoint at a
+  quarter of the cap (one stall per ~4,000 events).
+- **At the cap** eviction is still inline: when the spool crosses its
+  high-water mark, the appending call deletes the oldest ~20% and returns the
   pages to the OS. That is the 90%-full row's max; it happens once per ~20% of
-  the cap. WAL checkpoints no longer stall `track()`: a helper thread runs
-  them (PASSIVE) on its own connection.
+  the cap (about 15,000 events at the default 32 MiB).
 - **Exit delay** is measured from the host's last line of work to its process
   being gone, median of 9 runs, each run isolated from the previous run's
   detached uploader (on 2 cores that child's start-up would otherwise compete
@@ -92,8 +101,8 @@ def _per_event(pe: dict[str, dict[str, float]], rounds: list[float]) -> list[str
         "only append to an in-memory queue (and lose it on a crash); persist-queue",
         "pickles into SQLite with a commit per put.",
         "",
-        _row(["call", "p50", "p99", "max", "mean", "p50 ÷ raw sqlite3"]),
-        _row(["---"] * 6),
+        _row(["call", "p50", "p99", "p99.9", "max", "mean", "p50 ÷ raw sqlite3"]),
+        _row(["---"] * 7),
     ]
     for name, s in pe.items():
         lines.append(
@@ -102,6 +111,7 @@ def _per_event(pe: dict[str, dict[str, float]], rounds: list[float]) -> list[str
                     name,
                     f"{s['p50']:.1f}",
                     f"{s['p99']:.1f}",
+                    f"{s.get('p999', float('nan')):.0f}",
                     f"{s['max']:.0f}",
                     f"{s['mean']:.1f}",
                     f"{s['p50'] / raw:.2f}×",
@@ -114,6 +124,8 @@ def _per_event(pe: dict[str, dict[str, float]], rounds: list[float]) -> list[str
         f"90% full vs empty (p50): **{full / empty:.2f}×** (target ≤ 1.2×).",
         f"track() vs raw sqlite3 insert (p50): **{empty / raw:.2f}×** (target ≤ 2×).",
         "",
+        *_call_path_verdicts(pe),
+        "",
         "track() (empty spool) and the raw insert are measured in 10 alternating blocks, so",
         "both see the same machine; the per-block ratios of medians were "
         + ", ".join(f"{x:.2f}" for x in rounds)
@@ -121,6 +133,47 @@ def _per_event(pe: dict[str, dict[str, float]], rounds: list[float]) -> list[str
         "",
     ]
     return lines
+
+
+def _call_path_verdicts(pe: dict[str, dict[str, float]]) -> list[str]:
+    """The call-path targets against track() on an empty spool, beside the raw insert."""
+    t = pe["telespool track(), empty spool"]
+    raw = pe["raw sqlite3 WAL insert"]
+    full = pe["telespool track(), spool 90% full"]
+    checks = [
+        ("p50", "≤ 20 µs", f"{t['p50']:.1f} µs", f"{raw['p50']:.1f} µs", t["p50"] <= 20),
+        ("p99", "≤ 60 µs", f"{t['p99']:.1f} µs", f"{raw['p99']:.1f} µs", t["p99"] <= 60),
+        (
+            "max",
+            "< 1 ms",
+            f"{t['max'] / 1000:.2f} ms",
+            f"{raw['max'] / 1000:.2f} ms",
+            t["max"] < 1000,
+        ),
+        (
+            "p50 ÷ raw insert",
+            "≤ 2×",
+            f"{t['p50'] / raw['p50']:.2f}×",
+            "1.00×",
+            t["p50"] / raw["p50"] <= 2,
+        ),
+        (
+            "p50, 90% full ÷ empty",
+            "≤ 1.2×",
+            f"{full['p50'] / t['p50']:.2f}×",
+            "",
+            full["p50"] / t["p50"] <= 1.2,
+        ),
+    ]
+    lines = [
+        "Call-path targets, `track()` on an empty spool (interleaved with the raw insert):",
+        "",
+        _row(["figure", "target", "track()", "raw insert, same run", "verdict"]),
+        _row(["---"] * 5),
+    ]
+    for name, target, got, anchor, ok in checks:
+        lines.append(_row([name, target, got, anchor, "met" if ok else "missed"]))
+    return [*lines, ""]
 
 
 def _imports(im: dict[str, float]) -> list[str]:
