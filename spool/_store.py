@@ -26,7 +26,6 @@ __all__ = [
     "WireBatch",
     "classify_error",
     "iso_time",
-    "spool_path",
     "wal_limits",
 ]
 
@@ -85,10 +84,6 @@ else:
 # Opening (construction) may wait this long for other processes setting up the
 # same spool; the call path re-opens with no wait at all (see Writer).
 _OPEN_WAIT_S = 0.25
-
-
-def spool_path(state_dir: Path) -> Path:
-    return state_dir / DB_NAME
 
 
 def classify_error(exc: BaseException) -> str:
@@ -163,15 +158,15 @@ class Spool:
     ) -> None:
         self.state_dir = state_dir
         self._open_wait_s = open_wait_s
-        self.path = spool_path(state_dir)
+        self.path = state_dir / DB_NAME
         self.policy = policy
         self._busy_ms = policy.lock_wait_ms if busy_ms is None else busy_ms
         # The WAL is checkpointed (off the call path) beyond wal_budget bytes.
         self.wal_budget, self._wal_hard = wal_limits(policy)
         # Above this many bytes on disk (db + WAL) the oldest events are evicted:
-        # room is left for the WAL at its hard limit, and for the overshoot
-        # between size checks.
-        headroom = self._wal_hard + 16 * 4096 + 4 * policy.size_check_bytes
+        # room is left for the WAL at its hard limit, SQLite's own pages (64 KiB)
+        # and the overshoot between size checks.
+        headroom = self._wal_hard + 64 * 1024 + 4 * policy.size_check_bytes
         self.high_water = max(policy.max_bytes - headroom, policy.max_bytes // 2)
         self.page_size = PAGE_SIZE  # read from the file once open (older spools: 4 KiB)
         self._conn: sqlite3.Connection | None = None
