@@ -403,11 +403,14 @@ class _Maintainer:
         self._note_error = note_error
         self._wake = threading.Event()
         self._stopping = False
+        self._pending = False  # a round was asked for and has not run yet
         self._thread: threading.Thread | None = None
         self._spool: Spool | None = None
 
     def kick(self) -> None:
         """Ask for a round; starts the thread on first use. Never blocks."""
+        if self._pending:
+            return  # already waiting for a pause: waking it would only cost a GIL switch
         if self._thread is None:
             thread = threading.Thread(target=self._loop, name="telespool-maintain", daemon=True)
             try:
@@ -415,6 +418,7 @@ class _Maintainer:
             except RuntimeError:  # no threads left (or interpreter shutting down)
                 return
             self._thread = thread
+        self._pending = True
         self._wake.set()
 
     def stop(self, timeout: float) -> None:
@@ -439,6 +443,7 @@ class _Maintainer:
                 self._wake.clear()
                 if not self._wait_for_pause():
                     return
+                self._pending = False  # kicks from here on ask for another round
                 with self.busy:
                     if self._spool is None:
                         # Opened in the first pause, never beside appends: opening
@@ -454,13 +459,14 @@ class _Maintainer:
                 self._spool.close()
                 self._spool = None
             # After a failure the next kick starts a fresh thread and connection.
+            self._pending = False
             self._thread = None
 
     def _wait_for_pause(self) -> bool:
         """True once no row was appended for ``idle_s``; False when stopping."""
         while not self._stopping:
             seen = self._appends()
-            # An interruptible sleep: stop() and kick() set the event.
+            # An interruptible sleep: stop() sets the event.
             if self._wake.wait(self._idle_s):
                 self._wake.clear()
                 continue
