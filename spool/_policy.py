@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 class Policy(Record):
     # -- disk -----------------------------------------------------------------
-    # ~80k typical events: weeks of a busy CLI offline, negligible on any disk
+    # ~60k typical events: weeks of a busy CLI offline, negligible on any disk
     # (Glean allows 50 MB, the Azure exporter 50 MiB for far bigger payloads).
     # A quarter is room for the WAL during a flood (see _store.wal_limits).
     max_bytes: int = 32 * MiB

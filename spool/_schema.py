@@ -136,11 +136,6 @@ class Schema:
 
     # -- what the facade uses -------------------------------------------------------------
     @property
-    def plans(self) -> Mapping[str, Mapping[str, Any]]:
-        """Each event's compiled plan for ``_plan.run_plan`` (the call path's view)."""
-        return self._plans
-
-    @property
     def events(self) -> frozenset[str]:
         return frozenset(self._checks)
 

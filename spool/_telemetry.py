@@ -23,7 +23,6 @@ from ._errors import ConfigError
 from ._flush import FlushResult, run_flush
 from ._lifecycle import lifecycle_events
 from ._paths import UnsafeStateDir, default_state_dir, ensure_state_dir, env_prefix, validate_app
-from ._plan import run_plan
 from ._policy import Policy
 from ._purge import purge_state_dir
 from ._schema import Schema
@@ -84,9 +83,7 @@ class Telemetry:
         self.schema = schema if schema is not None else Schema.reference()
         if not isinstance(self.schema, Schema):
             raise ConfigError(f"schema must be a spool.Schema, got {type(schema).__name__}")
-        # The schema's compiled plans, looked up by track() without a call
-        # through Schema.sanitize_json (same checkers, same counts).
-        self._plan_for = self.schema.plans.get
+        self._sanitize_json = self.schema.sanitize_json  # bound once, for track()
         # Allowlisted context (ctx_* keys, reserved by the schema) for every event,
         # precomputed once as a JSON fragment so track() pays one string concat.
         self._context = self.schema.context(version)
@@ -100,8 +97,8 @@ class Telemetry:
         self.decision = _consent.Decision(False, "not_started")
         self._drops: Counter[str] = Counter()  # losses before any writer exists
         self._writer: Writer | None = None
-        # The writer while track() may use it: None when off, closed or faulty,
-        # so the hot path tests one attribute.
+        # The writer while track() may use it: None when off, in debug mode or
+        # closed, so the hot path tests one attribute.
         self._live_writer: Writer | None = None
         self._closed = False
         self._count_fn = self._count  # bound once: track() passes it per call
@@ -218,11 +215,9 @@ class Telemetry:
                 self._track_without_spool(name, props)
                 return
             # Sanitized and encoded in one pass, the context appended.
-            plan = self._plan_for(name) if name.__class__ is str else None
-            if plan is None:
-                self._count("unknown_event")
+            props_json = self._sanitize_json(name, props, self._count_fn, self._context_json)
+            if props_json is None:
                 return
-            props_json = run_plan(plan, props, self._count_fn, self._context_json)
             size = len(name) + len(props_json)
             if size > self._max_event_bytes:
                 self._count("too_large")
