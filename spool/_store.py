@@ -404,19 +404,16 @@ class Spool:
             if count == 0:
                 break
             n = max(1, min(count, int(count * (1.0 - target / used)) + 1))
-            self._evict_oldest(conn, n)
+            with _transaction(conn):
+                conn.execute(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?)",
+                    (n,),
+                )
+                _bump_drops(conn, "evicted", n)
+                _bump_epoch(conn)
             evicted += n
             self._reclaim(conn)
         return evicted
-
-    def _evict_oldest(self, conn: sqlite3.Connection, n: int) -> None:
-        with _transaction(conn):
-            conn.execute(
-                "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?)",
-                (n,),
-            )
-            _bump_drops(conn, "evicted", n)
-            _bump_epoch(conn)
 
     def _used_bytes(self, conn: sqlite3.Connection) -> int:
         (pages,) = conn.execute("PRAGMA page_count").fetchone()

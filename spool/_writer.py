@@ -259,7 +259,6 @@ class Writer:
             self.state_dir,
             self.policy,
             lambda: self.spool.appends if self.spool is not None else 0,
-            threading.Lock(),
             self.note_error,
         )
 
@@ -392,14 +391,13 @@ class _Maintainer:
         state_dir: Path,
         policy: Policy,
         appends: Callable[[], int],
-        busy: threading.Lock,
         note_error: Callable[[str], None],
     ) -> None:
         self._state_dir = state_dir
         self._policy = policy
         self._appends = appends
         self._idle_s = policy.wal_idle_ms / 1000.0
-        self.busy = busy
+        self.busy = threading.Lock()  # held for a round (see _check_size)
         self._note_error = note_error
         self._wake = threading.Event()
         self._stopping = False
