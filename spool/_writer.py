@@ -464,12 +464,16 @@ class _Maintainer:
         """True once no row was appended for ``idle_s``; False when stopping."""
         while not self._stopping:
             seen = self._appends()
-            # An interruptible sleep: stop() sets the event.
+            # Interruptible sleeps: stop() sets the event.
             if self._wake.wait(self._idle_s):
                 self._wake.clear()
                 continue
             if self._appends() == seen:
                 return True
+            # Appends are flowing: look again later rather than every idle_s;
+            # each look costs the appending thread a GIL switch.
+            if self._wake.wait(_BUSY_LOOK_S):
+                self._wake.clear()
         return False
 
     @staticmethod
@@ -483,6 +487,8 @@ class _Maintainer:
 # An eviction waits at most this long for a maintainer round (a checkpoint
 # and one write) to finish.
 _INLINE_EVICT_WAIT_S = 0.05
+# While appends flow, the maintainer looks for a pause this often.
+_BUSY_LOOK_S = 0.02
 # How often appends retry opening a spool that was locked at open.
 _REOPEN_EVERY_S = 0.1
 # The maintainer is off the call path: it may wait for the host's brief writes.
