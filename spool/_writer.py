@@ -132,8 +132,7 @@ class Writer:
         try:
             self.spool = Spool(self.state_dir, self.policy, open_wait_s=wait_s)
         except (UnsafeStateDir, sqlite3.Error, OSError) as exc:
-            reason = exc.reason if isinstance(exc, UnsafeStateDir) else classify_error(exc)
-            if reason != "locked":
+            if _reason(exc) != "locked":
                 self._set_fault(exc)  # final, counted
             return False
         self.fault = None
@@ -279,7 +278,7 @@ class Writer:
             self._maintainer.kick()
 
     def _handle_error(self, exc: BaseException, rows: list[Row]) -> None:
-        reason = exc.reason if isinstance(exc, UnsafeStateDir) else classify_error(exc)
+        reason = _reason(exc)
         self.note_error(reason)
         if reason == "locked":
             self._lock_failures += 1
@@ -347,7 +346,7 @@ class Writer:
             del self.pending_drops[reason]
 
     def _set_fault(self, exc: BaseException) -> None:
-        self.fault = exc.reason if isinstance(exc, UnsafeStateDir) else classify_error(exc)
+        self.fault = _reason(exc)
         self.note_error(self.fault)
         self.fault_detail = str(exc)
         if self.spool is not None:
