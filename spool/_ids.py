@@ -14,8 +14,8 @@ __all__ = ["forget_install", "new_event_id", "new_run_id"]
 # the raw hex is pooled; each id is formatted when taken, so a refill costs a
 # few microseconds, not the 30 us that formatting 64 ids at once did (1.6% of
 # track() calls). list.pop() is atomic under the GIL, so two threads never
-# take the same hex; a forked child empties its copy (see below), so it never
-# repeats its parent's ids.
+# take the same hex; a pop that finds the pool empty refills and retries. A
+# forked child empties its copy (see below), so it never repeats its parent's ids.
 _POOL: list[str] = []
 _POOL_IDS = 64
 # The variant nibble (RFC 4122: binary 10xx) for each random hex digit.
@@ -29,11 +29,14 @@ def _refill() -> None:
 
 def new_event_id() -> str:
     """A random (version 4) UUID string, about 4x cheaper than ``str(uuid.uuid4())``."""
-    try:
-        h = _POOL.pop()
-    except IndexError:
-        _refill()
-        h = _POOL.pop()
+    while True:
+        try:
+            h = _POOL.pop()
+            break
+        except IndexError:
+            # Other threads may take every id of this refill before our pop:
+            # refill again rather than fail (tests/test_host_threads.py).
+            _refill()
     # Version nibble forced to 4, variant nibble to 8-b: a valid UUID v4
     # carrying 122 random bits, as uuid.uuid4() does.
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"

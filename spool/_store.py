@@ -168,8 +168,13 @@ class Spool:
         # and the overshoot between size checks.
         headroom = self._wal_hard + 64 * 1024 + 4 * policy.size_check_bytes
         self.high_water = max(policy.max_bytes - headroom, policy.max_bytes // 2)
+        # Past this the helper's eviction has fallen behind a flood: appends
+        # stop (counted under "cap") until it has made room, so db + WAL
+        # never pass the cap; the margin covers what lands between checks.
+        self.full_water = policy.max_bytes - max(policy.size_check_bytes, policy.max_bytes // 32)
         self.page_size = PAGE_SIZE  # read from the file once open (older spools: 4 KiB)
         self._conn: sqlite3.Connection | None = None
+        self._needs_open = False  # a forked child's re-open failed: retried on use
         self._pid = os.getpid()
         self._fork_gen = _FORK_GEN[0]
         self.unchecked_bytes = 0
@@ -260,6 +265,9 @@ class Spool:
         # on every append for an event (fork) that almost never happens.
         if self._fork_gen != _FORK_GEN[0] and self._pid != os.getpid():
             self.reopen_after_fork()
+        if self._conn is None and self._needs_open:
+            self._open()  # a forked child's open that met "locked": try again
+            self._needs_open = False
         if self._conn is None:
             raise sqlite3.ProgrammingError("spool is closed")
         return self._conn
@@ -271,7 +279,12 @@ class Spool:
         self._conn = None
         self._pid = os.getpid()
         self._fork_gen = _FORK_GEN[0]
+        # The child's first track() opens it: no open wait on the call path
+        # (a "locked" answer is counted and the row parked, as for any append).
+        self._open_wait_s = 0.0
+        self._needs_open = True
         self._open()
+        self._needs_open = False
 
     def recover_corrupt(self) -> None:
         """Move a database found corrupt mid-use aside and start a fresh one."""
@@ -378,42 +391,60 @@ class Spool:
         self._conn = None
 
     def enforce_cap(self) -> int:
-        """Keep db + WAL under the cap; returns how many events were evicted.
+        """Evict until under the cap, all at once; returns how many events went.
 
-        Cheap (two stats) unless over the high-water mark; then the oldest
-        events go first, counted as ``evicted``, and freed pages go back to
-        the OS (incremental vacuum + WAL truncation).
+        For tools and tests; a host evicts on its helper thread, in slices
+        (``evict_slice``), so no call waits behind a bulk delete.
         """
         self.unchecked_bytes = 0
-        if self.disk_bytes() <= self.high_water:
-            return 0
-        conn = self.conn
-        # Often a checkpoint alone suffices: the WAL is what grew.
-        self._reclaim(conn)
         evicted = 0
-        # Down to a fraction of the high-water mark (not of the cap: the WAL
-        # has its share of the cap), so eviction runs rarely, in bursts.
-        target = int(self.high_water * self.policy.evict_to_fraction)
-        for _ in range(4):
-            used = self._used_bytes(conn)
-            if used <= target:
-                # Still over only because of the WAL (a long reader can pin it):
-                # evicting events would not shrink it, the next checkpoint will.
+        while True:
+            n = self.evict_slice(10_000)
+            if n == 0:
                 break
-            (count,) = conn.execute("SELECT count(*) FROM events").fetchone()
-            if count == 0:
-                break
-            n = max(1, min(count, int(count * (1.0 - target / used)) + 1))
-            with _transaction(conn):
-                conn.execute(
-                    "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?)",
-                    (n,),
-                )
-                _bump_drops(conn, "evicted", n)
-                _bump_epoch(conn)
             evicted += n
-            self._reclaim(conn)
+        while self.vacuum_slice(10_000):
+            pass
+        self._reclaim(self.conn)
         return evicted
+
+    def evict_slice(self, max_rows: int) -> int:
+        """One short transaction deleting up to ``max_rows`` of the oldest
+        events, counted ``evicted``; 0 once the data fits under the target.
+
+        The target is a fraction of the high-water mark (not of the cap: the
+        WAL has its share of the cap), so eviction runs rarely, in bursts.
+        """
+        conn = self.conn
+        target = int(self.high_water * self.policy.evict_to_fraction)
+        used = self._used_bytes(conn)
+        if used <= target:
+            # Over only because of the WAL (a long reader can pin it):
+            # evicting events would not shrink it, the next checkpoint will.
+            return 0
+        # The rows to delete, estimated from the average row's share of the pages.
+        (count,) = conn.execute("SELECT count(*) FROM events").fetchone()
+        if count == 0:
+            return 0
+        n = max(1, min(max_rows, int(count * (1.0 - target / used)) + 1))
+        with _transaction(conn):
+            deleted = conn.execute(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?)", (n,)
+            ).rowcount
+            _bump_drops(conn, "evicted", deleted)
+            _bump_epoch(conn)
+        return int(deleted)
+
+    def vacuum_slice(self, max_pages: int) -> bool:
+        """Give up to ``max_pages`` free pages back to the OS; True if some remain."""
+        conn = self.conn
+        (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+        if not free:
+            return False
+        # executescript, not execute: incremental_vacuum frees one page per
+        # step, and execute() steps a row-less statement only once.
+        conn.executescript(f"PRAGMA incremental_vacuum({int(max_pages)});")
+        return int(free) > max_pages
 
     def _used_bytes(self, conn: sqlite3.Connection) -> int:
         (pages,) = conn.execute("PRAGMA page_count").fetchone()

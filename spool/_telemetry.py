@@ -13,7 +13,6 @@ import os
 import sys
 import time
 import weakref
-from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,13 +21,15 @@ from ._endpoint import validate_endpoint
 from ._errors import ConfigError
 from ._flush import FlushResult, run_flush
 from ._lifecycle import lifecycle_events
+from ._losses import Losses, split_errors
 from ._paths import UnsafeStateDir, default_state_dir, ensure_state_dir, env_prefix, validate_app
 from ._policy import Policy
 from ._purge import purge_state_dir
 from ._schema import Schema
+from ._sidecar import append_losses
 from ._store import Row, Spool, iso_time
 from ._trigger import Trigger
-from ._writer import Writer, split_errors
+from ._writer import Writer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -95,7 +96,8 @@ class Telemetry:
         self.debug = _consent.debug_mode(app, env)
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.decision = _consent.Decision(False, "not_started")
-        self._drops: Counter[str] = Counter()  # losses before any writer exists
+        # The one door for every loss this process records (see _losses).
+        self._losses = Losses()
         self._writer: Writer | None = None
         # The writer while track() may use it: None when off, in debug mode or
         # closed, so the hot path tests one attribute.
@@ -158,15 +160,17 @@ class Telemetry:
             self._fault = "unwritable"
             self._fault_detail = str(exc)
             return
-        self._writer = Writer(self.state_dir, self.policy)
+        self._writer = Writer(self.state_dir, self.policy, self._losses)
         self._live_writer = self._writer
         self._writer.run_locked(self._write_config)
         self._writer.run_locked(self._expire_if_due)
         if self.endpoint is not None:
             # "Next start": drain what earlier runs left, if due (see _trigger);
-            # after _write_config, so the child reads this run's endpoint.
+            # after _write_config, so the child reads this run's endpoint. The
+            # helper thread checks and spawns: a spawn never costs a call.
             self._trigger = Trigger(self.state_dir, self.policy)
-            self._writer.run_locked(self._trigger.maybe_spawn)
+            self._writer.helper.trigger = self._trigger
+            self._writer.helper.kick("trigger")
         _register_exit(self)
         # The schema's lifecycle events; install.json is created here, on enabled runs only.
         startup = lifecycle_events(self.schema, self.state_dir, self.version, self._count)
@@ -203,7 +207,9 @@ class Telemetry:
         # A forked child is a new run: its events must not share the parent's run id.
         self.run_id = _ids.new_run_id()
         if self._writer is not None:
-            self._writer.after_fork_in_child()
+            self._writer.after_fork_in_child()  # resets the shared Losses too
+        else:
+            self._losses.after_fork_in_child()
 
     # -- the call path --------------------------------------------------------------------
     def track(self, name: str, **props: Any) -> None:
@@ -226,14 +232,21 @@ class Telemetry:
             writer.append(_new_row(Row, row))
             trigger = self._trigger
             if trigger is not None and trigger.tick():
-                # Long-lived host: a counter or one clock read per call; rarely a spawn.
-                writer.run_locked(trigger.maybe_spawn, wait_ms=0)
+                # Long-lived host: a counter or one clock read per call; the
+                # check and any spawn run on the helper thread.
+                writer.helper.kick("trigger")
         except Exception:
             # The last line of defence: count it, never let it reach the host.
             self._count("error")
 
     def _track_without_spool(self, name: str, props: Mapping[str, Any]) -> None:
-        if not self.decision.enabled or self._closed:
+        if not self.decision.enabled:
+            return
+        if self._closed:
+            # From an exit hook that ran after ours: the spool is closed, so
+            # the loss goes straight to the sidecar (folded in at next start).
+            if self.state_dir is None or not append_losses(self.state_dir, {"after_close": 1}):
+                self._losses.add("after_close")
             return
         clean = self.schema.sanitize(name, props, self._count)
         if clean is None:
@@ -246,11 +259,7 @@ class Telemetry:
         self._count(getattr(self, "_fault", "unwritable"))
 
     def _count(self, reason: str, n: int = 1) -> None:
-        writer = self._writer
-        if writer is not None:
-            writer.count_drop(reason, n)
-        else:
-            self._drops[reason] += n
+        self._losses.add(reason, n)
 
     # -- inspection and control -------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -268,7 +277,7 @@ class Telemetry:
             "disk_bytes": 0,
             "oldest": None,
             "buffered": 0,
-            "dropped": dict(self._drops),
+            "dropped": {},
             "errors": {},
             "fault": getattr(self, "_fault_detail", None),
             "last_upload_at": None,
@@ -276,20 +285,20 @@ class Telemetry:
         }
         writer = self._writer
         if writer is None:
+            out["dropped"], out["errors"] = split_errors(self._losses.pending())
             return out
         writer.sync(wait_ms=self.policy.lock_wait_ms)
         out["buffered"] = writer.buffered
-        out["errors"] = dict(writer.errors)
         if writer.fault:
             out["fault"] = writer.fault_detail or writer.fault
-        dropped = Counter(self._drops)
-        dropped.update(writer.pending_drops)
+        dropped: dict[str, int] = self._losses.pending()
 
         def read(spool: Spool) -> None:
             out["queued"], out["bytes"] = spool.queued()
             out["disk_bytes"] = spool.disk_bytes()
             out["oldest"] = spool.oldest_time()
-            dropped.update(spool.drops())
+            for reason, n in spool.drops().items():
+                dropped[reason] = dropped.get(reason, 0) + n
             upload = spool.get_meta("upload") or {}
             out["last_upload_at"] = upload.get("last_upload_at")
             out["next_attempt_at"] = upload.get("next_attempt_at")
@@ -302,10 +311,9 @@ class Telemetry:
         """Delete every queued event, drop count and the install id. Never raises."""
         try:
             writer = self._writer
+            self._losses.clear()  # counts not yet written are purged too
             if writer is not None:
-                writer.pending_drops.clear()  # counts not yet written are purged too
                 writer.run_locked(lambda spool: spool.clear(), wait_ms=self.policy.close_wait_ms)
-            self._drops.clear()
             if self.state_dir is not None:
                 _ids.forget_install(self.state_dir)
         except Exception:
@@ -317,20 +325,24 @@ class Telemetry:
             return
         self._closed = True
         self._live_writer = None
+        # One deadline for the whole close: helper, parked rows, claim, release.
+        deadline = time.monotonic() + self.policy.close_wait_ms / 1000.0
         try:
-            if self._writer is not None:
+            writer = self._writer
+            if writer is not None:
                 due = False
                 if self._trigger is not None:
                     # At exit (atexit calls close): write the buffer and claim an
                     # uploader run if one is due; close the spool first, then
                     # start the child, so its start-up never slows the close.
-                    self._writer.sync()
-                    due = self._writer.run_locked(self._trigger.claim) is True
-                self._writer.close()
+                    writer.helper.stop(max(deadline - time.monotonic(), 0.0))
+                    if writer.sync(wait_ms=writer.close_wait_ms(), deadline=deadline):
+                        due = writer.run_locked(self._trigger.claim, wait_ms=0) is True
+                writer.close(deadline)
                 if due and self._trigger is not None:
                     self._trigger.spawn()
         except Exception:
-            pass
+            self._count("error")
 
     def flush(self, timeout: float = 10.0) -> FlushResult:
         """Drain the queue now, blocking for about ``timeout`` seconds at most.
@@ -354,6 +366,20 @@ class Telemetry:
         except Exception as exc:
             return FlushResult("error", detail=f"{type(exc).__name__}: {exc}")
 
+    async def aflush(self, timeout: float = 10.0) -> FlushResult:
+        """``flush()`` for async hosts: the event loop keeps running meanwhile.
+
+        The blocking wait for the uploader child runs on the loop's default
+        executor, so other tasks are served while it drains. Never raises.
+        """
+        try:
+            import asyncio
+
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, self.flush, timeout)
+        except Exception as exc:
+            return FlushResult("error", detail=f"{type(exc).__name__}: {exc}")
+
     def __enter__(self) -> Telemetry:
         return self
 
@@ -374,12 +400,43 @@ def _register_exit(t: Telemetry) -> None:
     _LIVE.add(t)
     if not _EXIT_REGISTERED:
         atexit.register(_close_all)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=_after_fork_all)
+        if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+            os.register_at_fork(
+                before=_before_fork_all,
+                after_in_parent=_after_fork_in_parent_all,
+                after_in_child=_after_fork_all,
+            )
         _EXIT_REGISTERED = True
 
 
+# What each writer's before-fork hook holds, released after the fork.
+_FORK_HELD: list[tuple[Writer, tuple[bool, bool]]] = []
+
+
+def _before_fork_all() -> None:
+    # No telespool thread may be inside SQLite when the process forks: the
+    # child would inherit a SQLite mutex held mid-call and hang in its first
+    # statement (4-10% of forks while a thread tracked). Never raises.
+    for t in list(_LIVE):
+        writer = t._writer
+        if writer is not None and not t._closed:
+            try:
+                _FORK_HELD.append((writer, writer.before_fork()))
+            except Exception:
+                t._count("error")
+
+
+def _after_fork_in_parent_all() -> None:
+    while _FORK_HELD:
+        writer, held = _FORK_HELD.pop()
+        try:
+            writer.after_fork_in_parent(held)
+        except Exception:
+            writer.losses.error("error")
+
+
 def _after_fork_all() -> None:
+    _FORK_HELD.clear()  # the child's writers get fresh locks instead
     for t in list(_LIVE):
         t._after_fork_in_child()
 

@@ -1,12 +1,19 @@
-"""The call path's write side: never raises, never blocks, counts every loss.
+"""The call path's write side: never raises, never waits past lock_wait_ms, counts every loss.
 
 Wraps a ``Spool`` with what the host needs around it:
-- a non-blocking thread lock: a contended call parks its row in a bounded
-  in-memory buffer instead of waiting;
-- the same buffer when another process holds SQLite's write lock for longer
-  than ``lock_wait_ms``; it is written on the next successful append or at close;
-- fork safety: a child re-opens its own connection and gets fresh locks;
-- drop counters by reason, kept in memory until the spool can take them.
+- threads: a thread that finds another mid-append waits for it, at most
+  ``lock_wait_ms`` (one INSERT takes microseconds). In-process contention
+  never parks or drops a row (tests/test_host_threads.py);
+- the same bounded buffer when another *process* holds SQLite's write lock
+  for longer than ``lock_wait_ms``; only that may drop rows (``locked``);
+- the cap: past the high-water mark the helper thread evicts, off the call
+  path; past ``full_water`` (the helper fell behind a flood) rows are counted
+  under ``cap`` instead of written, so db + WAL never pass the cap;
+- fork safety: an at-fork hook quiesces the writer and its helper, so no
+  telespool thread is inside SQLite when the process forks; the child opens
+  its own connection, without waiting, on first use;
+- losses through one door (``Losses``), written to the spool when it can
+  take them, to the ``drops.pending`` sidecar when it cannot (at exit).
 """
 
 from __future__ import annotations
@@ -14,13 +21,16 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Mapping
+from collections import deque
 from pathlib import Path
 
+from ._helper import Helper
+from ._losses import ERROR_PREFIX, Losses, split_errors
 from ._paths import UnsafeStateDir
 from ._policy import Policy
+from ._sidecar import append_losses, take_losses
 from ._store import Row, Spool, classify_error
+from ._threads import green_patched
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,36 +44,24 @@ __all__ = ["ERROR_PREFIX", "Writer", "split_errors"]
 _LOCKED_IN_A_ROW = 20
 # While not waiting, every this many parked rows one append waits lock_wait_ms.
 _WAITED_TRY_EVERY = 64
-
-
-# Drop-table reasons with this prefix count swallowed errors, not lost events.
-ERROR_PREFIX = "error."
-
-
-def split_errors(counts: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
-    """``{reason: n}`` as stored -> (events dropped by reason, errors by kind)."""
-    dropped: dict[str, int] = {}
-    errors: dict[str, int] = {}
-    for reason, n in sorted(counts.items()):
-        if n <= 0:
-            continue
-        if reason.startswith(ERROR_PREFIX):
-            errors[reason[len(ERROR_PREFIX) :]] = n
-        else:
-            dropped[reason] = n
-    return dropped, errors
+# How often appends retry opening a spool that was locked at open.
+_REOPEN_EVERY_S = 0.1
+# The at-fork hook waits at most this long for a writer or helper mid-step.
+_FORK_QUIESCE_S = 1.0
 
 
 class Writer:
-    def __init__(self, state_dir: Path, policy: Policy) -> None:
+    def __init__(self, state_dir: Path, policy: Policy, losses: Losses | None = None) -> None:
         self.state_dir = state_dir
         self.policy = policy
-        self.pending_drops: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
+        self.losses = losses if losses is not None else Losses()
         self.fault: str | None = None  # why spooling is impossible, if it is
         self.fault_detail = ""
         self._size_check_bytes = policy.size_check_bytes  # read on every append
         self._lock = threading.Lock()
+        # In-process contention lasts microseconds (one INSERT): wait for it,
+        # bounded, rather than park; parking is for another process's lock.
+        self._lock_wait_s = policy.lock_wait_ms / 1000.0
         self._buffer: deque[Row] = deque()
         # After many "locked" answers in a row (another process has held the
         # write lock for > 20 x lock_wait_ms), appends stop waiting (busy
@@ -72,7 +70,13 @@ class Writer:
         # appending processes never gets there.
         self._contended = False
         self._lock_failures = 0
-        self._maintainer = self._new_maintainer()
+        self._locked_since = 0.0  # when the current run of "locked" answers began
+        self._full = False  # past full_water: rows are counted "cap" until the helper made room
+        # Under gevent there is no thread contention to mop up (greenlets do
+        # not switch inside an append), and a green lock must not be taken
+        # from the helper's real OS thread.
+        self._helper_drains = not green_patched()
+        self.helper = self._new_helper()
         self.spool: Spool | None = None
         # A spool that was only locked when we tried (another process holding
         # it through our whole open wait) is opened again later; meanwhile
@@ -82,36 +86,52 @@ class Writer:
             self.spool = Spool(state_dir, policy)
         except (UnsafeStateDir, sqlite3.Error, OSError) as exc:
             self._set_fault(exc)
+        # Counts a previous run could not write to SQLite (see _sidecar).
+        self.losses.restore(take_losses(state_dir))
 
     # -- public -----------------------------------------------------------------------
     def append(self, row: Row) -> None:
-        """Durably append one row, or buffer it, or count it; never raises."""
+        """Durably append one row, or park it, or count it; never raises, never waits."""
         spool = self.spool
         if spool is None:
             if self.fault == "locked":
                 self._append_unopened(row)
             else:
-                self.pending_drops[self.fault or "unwritable"] += 1
+                self.losses.add(self.fault or "unwritable")
             return
-        if not self._lock.acquire(False):  # positional: cheaper than blocking=False
-            # Another thread is mid-append: park the row rather than wait.
+        lock = self._lock
+        if not lock.acquire(False) and not lock.acquire(True, self._lock_wait_s):
+            # Another thread has held the lock for lock_wait_ms: it is waiting
+            # on another *process's* SQLite lock. Park the row; it goes with
+            # the next append (or the helper writes it).
             self._park([row])
+            if self._helper_drains:
+                self.helper.kick("drain")
             return
         try:
-            if self._buffer or self._contended or self.pending_drops:
+            if self._buffer or self._contended or self.losses or self._full:
                 self._write(row)  # parked rows or counts to write first
-                return
-            # The common case, kept flat: one committed INSERT.
-            try:
-                spool.append_one(row)
-            except Exception as exc:  # classified and counted, never raised
-                self._handle_error(exc, [row])
-                return
-            self._lock_failures = 0
-            if spool.unchecked_bytes >= self._size_check_bytes:
-                self._after_append(spool)
+            else:
+                # The common case, kept flat: one committed INSERT.
+                try:
+                    spool.append_one(row)
+                except Exception as exc:  # classified and counted, never raised
+                    self._handle_error(exc, [row])
+                else:
+                    self._lock_failures = 0
+                    if spool.unchecked_bytes >= self._size_check_bytes:
+                        self._after_append(spool)
         finally:
-            self._lock.release()
+            lock.release()
+
+    def drain_parked(self) -> None:
+        """The helper's backstop: write rows still parked after a burst."""
+        if self._buffer and self._lock.acquire(timeout=self.policy.lock_wait_ms / 1000.0):
+            try:
+                if self.spool is not None and not self._lock_failures:
+                    self._write_parked()
+            finally:
+                self._lock.release()
 
     def _append_unopened(self, row: Row) -> None:
         """The spool could not be opened because it was locked: park the row,
@@ -145,40 +165,47 @@ class Writer:
         try:
             self._flush_buffer(spool)
             self._flush_drops(spool)
+            self._lock_failures = 0
         except Exception as exc:  # classified and counted, never raised
             self._handle_error(exc, [])
 
     def count_drop(self, reason: str, n: int = 1) -> None:
-        self.pending_drops[reason] += n
+        self.losses.add(reason, n)
 
     def note_error(self, kind: str) -> None:
         """Count a swallowed error. Persisted beside the drops as ``error.<kind>``
         so it reaches the maintainer with the next batch, not just a log."""
-        self.errors[kind] += 1
-        self.pending_drops[ERROR_PREFIX + kind] += 1
+        self.losses.error(kind)
 
-    def sync(self, wait_ms: int | None = None) -> None:
-        """Write the buffer and pending drop counts, waiting up to ``wait_ms``.
+    @property
+    def errors(self) -> dict[str, int]:
+        return self.losses.errors_seen()
 
-        Called at close/atexit and before an upload, where a short bounded wait
-        for another process's write lock is acceptable.
+    def sync(self, wait_ms: int | None = None, deadline: float | None = None) -> bool:
+        """Write parked rows and pending counts, waiting at most ``wait_ms`` in
+        all (and never past ``deadline``, a monotonic time); True when done.
+
+        Called at close/atexit, by status() and before an upload, where a
+        short bounded wait for another process's write lock is acceptable.
         """
         wait_s = (self.policy.close_wait_ms if wait_ms is None else wait_ms) / 1000.0
+        end = time.monotonic() + wait_s
+        if deadline is not None:
+            end = min(end, deadline)
         if self.spool is None and self.fault == "locked":
             # Parked rows from a spool locked at open: one bounded try to open it.
-            if not self._lock.acquire(timeout=max(wait_s, 0.001)):
-                return
+            if not self._lock.acquire(timeout=max(end - time.monotonic(), 0.001)):
+                return False
             try:
-                self._reopen(wait_s)
+                self._reopen(max(end - time.monotonic(), 0.0))
             finally:
                 self._lock.release()
         spool = self.spool
         if spool is None:
-            return
-        if not self._lock.acquire(timeout=max(wait_s, 0.001)):
-            return
+            return False
+        if not self._lock.acquire(timeout=max(end - time.monotonic(), 0.001)):
+            return False
         try:
-            deadline = time.monotonic() + wait_s
             while True:
                 try:
                     self._flush_buffer(spool)
@@ -186,25 +213,62 @@ class Writer:
                     self._lock_failures = 0
                     if self._contended:
                         self._set_contended(spool, False)
-                    return
+                    return True
                 except sqlite3.Error as exc:
                     reason = classify_error(exc)
-                    if reason != "locked" or time.monotonic() >= deadline:
+                    if reason != "locked" or time.monotonic() >= end:
                         self._handle_error(exc, [])
-                        return
+                        return False
                     time.sleep(0.002)
         finally:
             self._lock.release()
 
-    def close(self) -> None:
-        self._maintainer.stop(self.policy.close_wait_ms / 1000.0)
-        self.sync()
-        with self._lock:
+    def close(self, deadline: float | None = None) -> None:
+        """Stop the helper, write what is parked, release the spool: all by
+        ``deadline`` (monotonic; default ``close_wait_ms`` from now).
+
+        Rows SQLite cannot take in time are counted under ``locked``, and
+        counts it cannot take go to the sidecar: nothing leaves uncounted.
+        """
+        if deadline is None:
+            deadline = time.monotonic() + self.policy.close_wait_ms / 1000.0
+        self.helper.stop(max(deadline - time.monotonic(), 0.0))
+        self.sync(wait_ms=self.close_wait_ms(), deadline=deadline)
+        got = self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.001))
+        try:
             if self._buffer:
-                self.pending_drops["locked"] += len(self._buffer)
+                self.losses.add("locked", len(self._buffer))
                 self._buffer.clear()
-            if self.spool is not None:
-                self.spool.close()
+            spool = self.spool
+            if spool is not None and self.losses:
+                try:
+                    self._flush_drops(spool)
+                except Exception:
+                    pass  # to the sidecar below
+            leftover = self.losses.take()
+            if leftover and not append_losses(self.state_dir, leftover):
+                self.losses.restore(leftover)  # still shown by status() in this process
+            if spool is not None and got:
+                spool.close()
+        finally:
+            if got:
+                self._lock.release()
+
+    def close_wait_ms(self) -> int:
+        """How long the exit may wait for SQLite's write lock.
+
+        Appending processes hold it for microseconds at a time, so a short
+        run of "locked" answers is worth the full ``close_wait_ms``: the rows
+        get written. A lock held for longer than ``_LOCKED_IN_A_ROW`` waits
+        (a ``sqlite3`` session, say) will not be let go in time: then the exit
+        waits only ``lock_wait_ms`` and counts the parked rows ``locked``.
+        """
+        held = self._contended or (
+            self._lock_failures > 0
+            and time.monotonic() - self._locked_since
+            >= _LOCKED_IN_A_ROW * self.policy.lock_wait_ms / 1000.0
+        )
+        return self.policy.lock_wait_ms if held else self.policy.close_wait_ms
 
     def run_locked(self, fn: Callable[[Spool], object], wait_ms: int = 50) -> object:
         """Run ``fn(spool)`` under the thread lock; None if unavailable. Never raises."""
@@ -213,7 +277,7 @@ class Writer:
             return None
         try:
             return fn(spool)
-        except (sqlite3.Error, OSError) as exc:
+        except Exception as exc:
             self._handle_error(exc, [])
             return None
         finally:
@@ -227,6 +291,15 @@ class Writer:
     def _write(self, row: Row) -> None:
         spool = self.spool
         assert spool is not None
+        if self._full:
+            # The helper is evicting behind a flood: unless a size check now
+            # finds room, the newest row is the one lost, counted "cap".
+            spool.unchecked_bytes += row[5]
+            if spool.unchecked_bytes >= self._size_check_bytes:
+                self._after_append(spool)
+            if self._full:
+                self.losses.add("cap")
+                return
         rows = [row]
         if self._buffer:
             if self._contended and len(self._buffer) % _WAITED_TRY_EVERY == 0:
@@ -246,41 +319,44 @@ class Writer:
 
     def _after_append(self, spool: Spool) -> None:
         try:
-            if self.pending_drops:
+            if self.losses:
                 self._flush_drops(spool)
             if spool.unchecked_bytes >= self._size_check_bytes:
                 self._check_size(spool)
         except Exception as exc:  # classified and counted, never raised
             self._handle_error(exc, [])
 
-    def _new_maintainer(self) -> _Maintainer:
-        return _Maintainer(
+    def _new_helper(self) -> Helper:
+        return Helper(
             self.state_dir,
             self.policy,
             lambda: self.spool.appends if self.spool is not None else 0,
-            self.note_error,
+            self.losses,
+            self.drain_parked if self._helper_drains else None,
+            lambda step: self.run_locked(step, wait_ms=self.policy.lock_wait_ms),
         )
 
     def _check_size(self, spool: Spool) -> None:
-        """Two stats on the call path; the WAL checkpoint runs on another thread."""
+        """Two stats on the call path; eviction and WAL work run on the helper."""
         spool.unchecked_bytes = 0
-        if spool.disk_bytes() > spool.high_water:
-            # Rare (the cap reached) and a promise: evict here, oldest first.
-            # Not beside a maintainer round: its checkpoint would keep this
-            # one from truncating the WAL the eviction just grew.
-            busy = self._maintainer.busy
-            if busy.acquire(timeout=_INLINE_EVICT_WAIT_S):
-                try:
-                    spool.enforce_cap()
-                finally:
-                    busy.release()
-        elif spool.wal_bytes() > spool.wal_budget:
-            self._maintainer.kick()
+        disk = spool.disk_bytes()
+        self._full = disk > spool.full_water
+        if disk > spool.high_water:
+            self.helper.kick("evict")
+            # Near the cap, look 8x as often (still two stats per ~25 events),
+            # so what lands between two checks cannot carry it past the cap.
+            self._size_check_bytes = max(self.policy.size_check_bytes // 8, 1)
+            return
+        self._size_check_bytes = self.policy.size_check_bytes
+        if spool.wal_bytes() > spool.wal_budget:
+            self.helper.kick("wal")
 
     def _handle_error(self, exc: BaseException, rows: list[Row]) -> None:
         reason = _reason(exc)
         self.note_error(reason)
         if reason == "locked":
+            if not self._lock_failures:
+                self._locked_since = time.monotonic()
             self._lock_failures += 1
             if (
                 self._lock_failures >= _LOCKED_IN_A_ROW
@@ -299,7 +375,7 @@ class Writer:
             except (sqlite3.Error, OSError, UnsafeStateDir) as again:
                 self._set_fault(again)
         if rows:
-            self.pending_drops[reason] += len(rows)
+            self.losses.add(reason, len(rows))
 
     def _set_contended(self, spool: Spool, contended: bool) -> None:
         try:
@@ -309,12 +385,10 @@ class Writer:
             self.note_error(_reason(exc))
 
     def _park(self, rows: list[Row]) -> None:
-        room = self.policy.buffer_events - len(self._buffer)
-        for row in rows[: max(room, 0)]:
-            self._buffer.append(row)
-        lost = len(rows) - max(room, 0)
-        if lost > 0:
-            self.pending_drops["locked"] += lost
+        room = max(self.policy.buffer_events - len(self._buffer), 0)
+        self._buffer.extend(rows[:room])  # deque.extend: atomic under the GIL
+        if len(rows) > room:
+            self.losses.add("locked", len(rows) - room)
 
     def _take_buffer(self) -> list[Row]:
         rows: list[Row] = []
@@ -337,13 +411,14 @@ class Writer:
             raise
 
     def _flush_drops(self, spool: Spool) -> None:
-        if not self.pending_drops:
+        counts = self.losses.take()
+        if not counts:
             return
-        snapshot = dict(self.pending_drops)
-        spool.add_drops(snapshot)
-        self.pending_drops.subtract(snapshot)
-        for reason in [r for r, n in self.pending_drops.items() if n <= 0]:
-            del self.pending_drops[reason]
+        try:
+            spool.add_drops(counts)
+        except BaseException:
+            self.losses.restore(counts)
+            raise
 
     def _set_fault(self, exc: BaseException) -> None:
         self.fault = _reason(exc)
@@ -353,148 +428,36 @@ class Writer:
             self.spool.close()
         self.spool = None
 
+    # -- fork ------------------------------------------------------------------------
+    def before_fork(self) -> tuple[bool, bool]:
+        """Quiesce: wait (bounded) until neither an append nor the helper is
+        inside SQLite, and keep them out until the fork is done."""
+        wrote = self._lock.acquire(timeout=_FORK_QUIESCE_S)
+        helped = self.helper.before_fork(_FORK_QUIESCE_S)
+        return wrote, helped
+
+    def after_fork_in_parent(self, held: tuple[bool, bool]) -> None:
+        wrote, helped = held
+        self.helper.after_fork_in_parent(helped)
+        if wrote:
+            self._lock.release()
+        if self._buffer and self._helper_drains:
+            self.helper.kick("drain")  # rows parked by other threads during the fork
+
     def after_fork_in_child(self) -> None:
         """Called by the facade's at-fork hook in the child process."""
-        # A lock held by another parent thread at fork time would never be
-        # released in the child; the parent's buffered rows belong to the parent.
+        # Locks held at fork time would never be released in the child; the
+        # parent's parked rows and pending counts belong to the parent.
         self._lock = threading.Lock()
         self._buffer = deque()
-        self.pending_drops = Counter()
-        self._maintainer.abandon_after_fork()
-        self._maintainer = self._new_maintainer()
+        self.losses.after_fork_in_child()
+        self.helper.abandon_after_fork()
+        self.helper = self._new_helper()
         self._contended = False
         self._lock_failures = 0
         if self.spool is not None:
             self.spool.set_busy_ms_for_reopen(self.policy.lock_wait_ms)
-        # The spool re-opens its connection lazily on first use in the child.
-
-
-class _Maintainer:
-    """Checkpoints and restarts the WAL on one helper thread, in a pause.
-
-    SQLite syncs at every WAL cycle: the WAL and the database around a
-    checkpoint, and the WAL header when the next write restarts the WAL. Any
-    append that meets one of those fsyncs, inline or behind a lock, waits
-    milliseconds. So when a size check finds the WAL past its soft budget, it
-    kicks this thread, which waits for appends to pause for ``wal_idle_ms``
-    and then, on its own connection, runs a PASSIVE checkpoint (it completes:
-    nothing is appending) and one small write, which restarts the WAL and
-    pays the header sync. Appends then find a fresh WAL and never wait. A
-    flood with no pause at all reaches SQLite's inline autocheckpoint at the
-    WAL's hard limit instead (see _store.wal_limits). ``busy`` is held for a
-    round, so the inline eviction never runs beside it.
-    """
-
-    def __init__(
-        self,
-        state_dir: Path,
-        policy: Policy,
-        appends: Callable[[], int],
-        note_error: Callable[[str], None],
-    ) -> None:
-        self._state_dir = state_dir
-        self._policy = policy
-        self._appends = appends
-        self._idle_s = policy.wal_idle_ms / 1000.0
-        self.busy = threading.Lock()  # held for a round (see _check_size)
-        self._note_error = note_error
-        self._wake = threading.Event()
-        self._stopping = False
-        self._pending = False  # a round was asked for and has not run yet
-        self._thread: threading.Thread | None = None
-        self._spool: Spool | None = None
-
-    def kick(self) -> None:
-        """Ask for a round; starts the thread on first use. Never blocks."""
-        if self._pending:
-            return  # already waiting for a pause: waking it would only cost a GIL switch
-        if self._thread is None:
-            thread = threading.Thread(target=self._loop, name="telespool-maintain", daemon=True)
-            try:
-                thread.start()
-            except RuntimeError:  # no threads left (or interpreter shutting down)
-                return
-            self._thread = thread
-        self._pending = True
-        self._wake.set()
-
-    def stop(self, timeout: float) -> None:
-        """End the thread (after any step under way), waiting at most ``timeout``."""
-        thread = self._thread
-        if thread is None:
-            return
-        self._stopping = True
-        self._wake.set()
-        thread.join(timeout)
-
-    def abandon_after_fork(self) -> None:
-        """In a forked child: the thread is gone; never close the parent's connection."""
-        if self._spool is not None:
-            self._spool.abandon()
-        _ABANDONED_MAINTAINERS.append(self)
-
-    def _loop(self) -> None:
-        try:
-            while not self._stopping:
-                self._wake.wait()
-                self._wake.clear()
-                if not self._wait_for_pause():
-                    return
-                self._pending = False  # kicks from here on ask for another round
-                with self.busy:
-                    if self._spool is None:
-                        # Opened in the first pause, never beside appends: opening
-                        # a connection stalled a concurrent append by milliseconds.
-                        self._spool = Spool(
-                            self._state_dir, self._policy, busy_ms=_MAINTAIN_BUSY_MS
-                        )
-                    self._round(self._spool)
-        except Exception as exc:
-            self._note_error(_reason(exc))
-        finally:
-            if self._spool is not None:
-                self._spool.close()
-                self._spool = None
-            # After a failure the next kick starts a fresh thread and connection.
-            self._pending = False
-            self._thread = None
-
-    def _wait_for_pause(self) -> bool:
-        """True once no row was appended for ``idle_s``; False when stopping."""
-        while not self._stopping:
-            seen = self._appends()
-            # Interruptible sleeps: stop() sets the event.
-            if self._wake.wait(self._idle_s):
-                self._wake.clear()
-                continue
-            if self._appends() == seen:
-                return True
-            # Appends are flowing: look again later rather than every idle_s;
-            # each look costs the appending thread a GIL switch.
-            if self._wake.wait(_BUSY_LOOK_S):
-                self._wake.clear()
-        return False
-
-    @staticmethod
-    def _round(spool: Spool) -> None:
-        if spool.checkpoint():
-            spool.restart_wal()
-        # Otherwise a reader (an uploader mid-batch) pins part of the WAL, or
-        # appends resumed: a later round restarts it.
-
-
-# An eviction waits at most this long for a maintainer round (a checkpoint
-# and one write) to finish.
-_INLINE_EVICT_WAIT_S = 0.05
-# While appends flow, the maintainer looks for a pause this often.
-_BUSY_LOOK_S = 0.02
-# How often appends retry opening a spool that was locked at open.
-_REOPEN_EVERY_S = 0.1
-# The maintainer is off the call path: it may wait for the host's brief writes.
-_MAINTAIN_BUSY_MS = 1000
-# Maintainers of a parent process, kept alive in a forked child: their
-# connections must never be closed there (see Spool.reopen_after_fork).
-_ABANDONED_MAINTAINERS: list[_Maintainer] = []
+        # The spool re-opens its connection lazily, without waiting, on first use.
 
 
 def _reason(exc: BaseException) -> str:

@@ -38,10 +38,12 @@ def test_database_plus_wal_never_exceed_the_cap_under_a_flood(state_dir: Path) -
     assert status["dropped"]["evicted"] > 0
     db = sqlite3.connect(state_dir / "spool.db")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    kept, evicted = status["queued"], status["dropped"]["evicted"]
-    # Nothing vanished silently: every event is either queued or counted as evicted.
-    tracked = db.execute("SELECT count(*) FROM events").fetchone()[0]
-    assert tracked == kept and kept + evicted >= 30_000
+    # Read after close: the helper thread may still have been evicting at status().
+    kept = db.execute("SELECT count(*) FROM events").fetchone()[0]
+    drops = dict(db.execute("SELECT reason, total FROM drops").fetchall())
+    # Nothing vanished silently: every event is queued, evicted (oldest first,
+    # by the helper) or counted "cap" (newest, while the helper caught up).
+    assert kept + drops["evicted"] + drops.get("cap", 0) >= 30_000
 
 
 def test_eviction_removes_the_oldest_events_first(state_dir: Path) -> None:

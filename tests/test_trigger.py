@@ -86,7 +86,10 @@ def test_a_long_lived_host_triggers_from_track(tmp_path: Path, state_dir: Path) 
         )
         for _ in range(60):
             t.track("cli_command", command="eval")
-        assert t._trigger is not None and t._trigger.spawned >= 1
+        # The check and the spawn run on the helper thread, never in track().
+        trigger = t._trigger
+        assert trigger is not None
+        wait_for(lambda: trigger.spawned >= 1)
         wait_for(lambda: c.stats()["events"] >= 40)
         t.close()
 

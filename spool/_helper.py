@@ -1,0 +1,291 @@
+"""The host's one helper thread: everything a host needs done off the call path.
+
+``track()`` only ever *asks* (``kick``), in a few nanoseconds and without
+waiting. The helper then does, on its own SQLite connection:
+
+- ``evict``: the cap was reached. Oldest events go first, in slices of
+  ``_EVICT_SLICE`` rows, each one short transaction, so an append waits at
+  most one slice (and never more than ``lock_wait_ms``); freed pages go
+  back to the OS in slices too. This runs at once, not in a pause: a flood
+  with no pause must still stay under the cap.
+- ``trigger``: enough events queued, or the trigger interval passed: check
+  the spool and start the uploader (a spawn costs 0.4-13 ms, never a call's).
+- ``wal``: the WAL passed its soft budget. Wait for appends to pause for
+  ``wal_idle_ms``, then checkpoint and restart the WAL, so no append pays
+  the restart's header fsync (see ``Spool.restart_wal``).
+- ``drain``: rows parked by contending threads that no later call wrote.
+- reaping: finished uploaders are collected within a second, so a
+  long-lived host holds no zombie.
+
+It is a real OS thread even under gevent or eventlet (see ``_threads``).
+``busy`` is held for every SQLite step, so the at-fork hook can wait for the
+helper to be outside SQLite before the process forks.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from . import _trigger
+from ._losses import Losses
+from ._policy import Policy
+from ._store import Spool, classify_error
+from ._threads import os_thread_api
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+__all__ = ["Helper"]
+
+# Rows deleted per eviction transaction: a fraction of a millisecond of write
+# lock here, so an append racing it waits well under lock_wait_ms.
+_EVICT_SLICE = 128
+# Free pages returned to the OS per incremental-vacuum transaction (each one
+# rewrites up to this many pages into the WAL, which counts towards the cap).
+_VACUUM_SLICE = 64
+# While appends flow, the helper looks for a pause this often: each look
+# costs the appending thread a GIL switch.
+_BUSY_LOOK_S = 0.02
+# While an uploader child may still be running, wake this often to reap it.
+_REAP_EVERY_S = 1.0
+# The helper is off the call path: it may wait for the host's brief writes.
+_HELPER_BUSY_MS = 1000
+
+# Slices in a row for which the writer's lock could not be had before
+# eviction gives up until the next size check asks again.
+_EVICT_MISSES = 50
+
+JOBS = ("evict", "trigger", "drain", "wal")
+
+
+class Helper:
+    def __init__(
+        self,
+        state_dir: Path,
+        policy: Policy,
+        appends: Callable[[], int],
+        losses: Losses,
+        drain: Callable[[], None] | None = None,
+        on_writer: Callable[[Callable[[Spool], object]], object] | None = None,
+    ) -> None:
+        self._state_dir = state_dir
+        self._policy = policy
+        self._appends = appends
+        self._losses = losses
+        self._drain = drain
+        # Runs a step on the writer's own connection under its thread lock
+        # (bounded wait): eviction shares the appends' connection, because a
+        # second writing connection pins the WAL (a waiting append holds a
+        # read snapshot) and lets it grow past the cap during a flood.
+        self._on_writer = on_writer
+        self._idle_s = policy.wal_idle_ms / 1000.0
+        self._start_thread, allocate_lock = os_thread_api()
+        self.busy = allocate_lock()  # held for every SQLite step of the helper
+        self._wake = allocate_lock()  # a binary semaphore: released = "look at the jobs"
+        self._wake.acquire()
+        self._running = allocate_lock()  # held while the thread runs: join() waits on it
+        self._jobs: dict[str, bool] = {}
+        self._stopping = False
+        self._started = False
+        self._spool: Spool | None = None
+        self._vacuum_due = False  # eviction freed pages: give them back in a pause
+        self.trigger: _trigger.Trigger | None = None
+
+    # -- the call path's side -------------------------------------------------------
+    def kick(self, job: str) -> None:
+        """Ask for ``job``; starts the thread on first use. Never blocks, never raises."""
+        if self._jobs.get(job):
+            return  # already asked: waking the thread again would only cost a GIL switch
+        self._jobs[job] = True
+        if not self._started and not self._start():
+            self._jobs.pop(job, None)
+            return
+        try:
+            self._wake.release()
+        except RuntimeError:
+            pass  # already released: the thread will look at the jobs anyway
+
+    def pending(self, job: str) -> bool:
+        return bool(self._jobs.get(job))
+
+    def _start(self) -> bool:
+        if self._stopping:
+            return False
+        try:
+            self._running.acquire()
+            self._start_thread(self._loop, ())
+        except Exception:  # no threads left, or the interpreter is shutting down
+            self._running.release()
+            self._losses.error("thread")
+            return False
+        self._started = True
+        return True
+
+    def stop(self, timeout: float) -> bool:
+        """End the thread after the step under way; True if it ended within ``timeout``."""
+        self._stopping = True
+        if not self._started:
+            return True
+        try:
+            self._wake.release()
+        except RuntimeError:
+            pass
+        if self._running.acquire(timeout=max(timeout, 0.0)):
+            self._running.release()
+            return True
+        return False
+
+    # -- fork --------------------------------------------------------------------------
+    def before_fork(self, timeout: float) -> bool:
+        """Wait until the helper is outside SQLite; it stays out until released."""
+        return bool(self.busy.acquire(timeout=timeout))
+
+    def after_fork_in_parent(self, held: bool) -> None:
+        if held:
+            self.busy.release()
+
+    def abandon_after_fork(self) -> None:
+        """In a forked child: the thread is gone; never close the parent's connection."""
+        if self._spool is not None:
+            self._spool.abandon()
+            self._spool = None
+        _ABANDONED.append(self)
+
+    # -- the thread ----------------------------------------------------------------------
+    def _loop(self) -> None:
+        try:
+            while not self._stopping:
+                self._wake.acquire(timeout=_REAP_EVERY_S if _children_running() else -1)
+                _reap_children()
+                if self._stopping:
+                    return
+                self._run_jobs()
+        except BaseException as exc:  # counted; the next kick starts a fresh thread
+            self._losses.error(classify_error(exc))
+        finally:
+            self._close_spool()
+            self._jobs.clear()
+            self._started = False
+            self._running.release()
+
+    def _run_jobs(self) -> None:
+        while not self._stopping:
+            job = next((j for j in JOBS if self._jobs.get(j)), None)
+            if job is None:
+                return
+            if job == "wal" and not self._wait_for_pause():
+                continue  # stopping, or a more urgent job came in: that one first
+            # Cleared before the work: a kick arriving during it asks again.
+            self._jobs[job] = False
+            try:
+                if job == "drain":
+                    if self._drain is not None:
+                        self._drain()
+                    continue
+                if job == "evict":
+                    self._evict()
+                    continue
+                with self.busy:
+                    spool = self._open()
+                    if job == "trigger":
+                        if self.trigger is not None:
+                            self.trigger.maybe_spawn(spool)
+                    else:
+                        self._vacuum()
+                        self._wal_round(spool)
+            except Exception as exc:  # counted; the spool is re-opened at the next job
+                self._losses.error(classify_error(exc))
+                self._close_spool()
+
+    def _urgent(self) -> bool:
+        return any(self._jobs.get(j) for j in JOBS if j != "wal")
+
+    def _open(self) -> Spool:
+        if self._spool is None:
+            # Never recovers a corrupt file: that is the writer's job, on its own connection.
+            self._spool = Spool(self._state_dir, self._policy, busy_ms=_HELPER_BUSY_MS)
+        return self._spool
+
+    def _close_spool(self) -> None:
+        if self._spool is not None:
+            try:
+                with self.busy:
+                    self._spool.close()
+            except Exception:
+                pass
+            self._spool = None
+
+    def _on_writer_spool(self, step: Callable[[Spool], object]) -> object:
+        if self._on_writer is None:
+            return None
+        with self.busy:
+            return self._on_writer(step)
+
+    def _evict(self) -> None:
+        evicted = 0
+        misses = 0
+        while not self._stopping and misses < _EVICT_MISSES:
+            n = self._on_writer_spool(lambda spool: spool.evict_slice(_EVICT_SLICE))
+            if n is None:
+                misses += 1  # the writer's lock was busy throughout: try again
+            elif n == 0:
+                break
+            else:
+                evicted += int(n)  # type: ignore[call-overload]
+            self._yield()
+        if evicted:
+            # Freed pages are reused by the next appends, so a flood needs no
+            # vacuum; the file shrinks, and the WAL restarts, in the next pause.
+            self._vacuum_due = True
+            self._jobs["wal"] = True
+
+    def _vacuum(self) -> None:
+        if not self._vacuum_due:
+            return
+        while not self._stopping and not self._urgent():
+            more = self._on_writer_spool(lambda spool: spool.vacuum_slice(_VACUUM_SLICE))
+            if not more:
+                break
+            self._yield()
+        self._vacuum_due = False
+
+    @staticmethod
+    def _yield() -> None:
+        # Let appends in between slices: the GIL, briefly.
+        time.sleep(0)
+
+    def _wait_for_pause(self) -> bool:
+        """True once no row was appended for ``idle_s``; False when stopping or
+        when an urgent job (eviction in a flood, say) must not wait for a pause."""
+        while not self._stopping and not self._urgent():
+            seen = self._appends()
+            if self._wake.acquire(timeout=self._idle_s):
+                continue  # kicked again (or stopping): look again
+            if self._appends() == seen:
+                return True
+            # Appends are flowing: look again later rather than every idle_s.
+            self._wake.acquire(timeout=_BUSY_LOOK_S)
+        return False
+
+    @staticmethod
+    def _wal_round(spool: Spool) -> None:
+        if spool.checkpoint():
+            spool.restart_wal()
+        # Otherwise a reader (an uploader mid-batch) pins part of the WAL, or
+        # appends resumed: a later round restarts it.
+
+
+def _children_running() -> bool:
+    return bool(_trigger._CHILDREN)
+
+
+def _reap_children() -> None:
+    reap: Any = getattr(_trigger, "reap_children", None) or _trigger._reap
+    reap()
+
+
+# Helpers of a parent process, kept alive in a forked child: their
+# connections must never be closed there (see Spool.reopen_after_fork).
+_ABANDONED: list[Helper] = []

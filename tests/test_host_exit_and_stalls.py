@@ -1,0 +1,136 @@
+"""Exit, the cap and the spawn in real hosts: nothing uncounted, nothing inline.
+
+- Exit under an inspector's lock (a real ``sqlite3`` CLI session) counts every
+  event it cannot store, through the ``drops.pending`` sidecar.
+- Events tracked after close (an exit hook registered before ours) are counted.
+- The uploader spawn runs on the helper thread, never inside ``track()``.
+- At the cap the helper evicts in slices: the call path's connection never
+  deletes, and database plus WAL stay under the cap through a no-pause flood.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+from spool import Telemetry
+
+from .hosts import run_host
+from .servers import refused_port
+from .test_call_path_faults import ExternalWriter
+
+
+def _count(state_dir: Path, command: str) -> int:
+    db = sqlite3.connect(state_dir / "spool.db")
+    try:
+        return int(
+            db.execute(
+                "SELECT count(*) FROM events WHERE json_extract(props, '$.command') = ?",
+                (command,),
+            ).fetchone()[0]
+        )
+    finally:
+        db.close()
+
+
+def test_exit_under_an_inspectors_lock_stores_or_counts_every_event(state_dir: Path) -> None:
+    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
+        t.track("cli_command", command="eval")  # the spool exists before the inspector opens it
+    holder = ExternalWriter(state_dir / "spool.db")
+    try:
+        run_host(
+            f"""
+            from spool import Telemetry
+            t = Telemetry("demo", "1.0.0", state_dir={str(state_dir)!r})
+            for _ in range(11):
+                t.track("cli_command", command="dashboard")
+            """
+        )
+    finally:
+        holder.release()
+    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:  # folds the sidecar in
+        status = t.status()
+    stored = _count(state_dir, "dashboard")
+    assert stored + status["dropped"].get("locked", 0) >= 11, status
+    assert not (state_dir / "drops.pending").exists()
+
+
+def test_events_tracked_after_close_are_counted(state_dir: Path) -> None:
+    run_host(
+        f"""
+        import atexit
+        from spool import Telemetry
+
+        def late_hook():
+            # Registered before telespool's own hook, so it runs after it.
+            t.track("cli_command", command="eval")
+
+        atexit.register(late_hook)
+        t = Telemetry("demo", "1.0.0", state_dir={str(state_dir)!r})
+        t.track("cli_command", command="dashboard")
+        t2 = t
+        """
+    )
+    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
+        assert t.status()["dropped"].get("after_close") == 1
+
+
+def test_a_long_lived_host_never_spawns_the_uploader_inside_track(state_dir: Path) -> None:
+    proc = run_host(
+        f"""
+        import json, sys, threading, time
+        from spool import Telemetry
+
+        spawns = []
+        def audit(event, args):
+            if event in ("os.posix_spawn", "subprocess.Popen"):
+                spawns.append(threading.current_thread() is threading.main_thread())
+        sys.addaudithook(audit)
+        t = Telemetry("demo", "1.0.0", state_dir={str(state_dir)!r},
+                      endpoint="http://127.0.0.1:{refused_port()}/v1",
+                      trigger_events=10, trigger_interval_s=0.0)
+        deadline = time.monotonic() + 60
+        while not spawns and time.monotonic() < deadline:
+            for _ in range(20):
+                t.track("cli_command", command="eval")
+            time.sleep(0.01)
+        print(json.dumps({{"spawns": spawns}}))
+        """
+    )
+    spawns = json.loads(proc.stdout.strip().splitlines()[-1])["spawns"]
+    assert spawns, "no uploader was started"
+    assert not any(spawns), "an uploader was spawned on the host's calling thread"
+
+
+def test_a_flood_at_the_cap_stays_under_it_and_never_evicts_inline(state_dir: Path) -> None:
+    cap = 512 * 1024
+    with Telemetry("demo", "1.0.0", state_dir=state_dir, max_bytes=cap) as t:
+        writer = t._writer
+        assert writer is not None and writer.spool is not None
+        inline: list[str] = []
+        conn = writer.spool.conn
+        main = threading.main_thread()
+
+        def trace(sql: str) -> None:
+            # Eviction uses this connection too, but from the helper thread.
+            if threading.current_thread() is main:
+                inline.append(sql)
+
+        conn.set_trace_callback(trace)
+        peak = 0
+        flood = 6_000  # about 3x what the cap holds
+        for i in range(flood):
+            t.track("cli_command", command="dashboard")
+            if i % 50 == 0:
+                peak = max(peak, writer.spool.disk_bytes())
+        conn.set_trace_callback(None)
+        status = t.status()
+    assert peak <= cap, peak
+    assert not [s for s in inline if s.lstrip().upper().startswith("DELETE")]
+    lost = status["dropped"].get("evicted", 0) + status["dropped"].get("cap", 0)
+    assert lost > 0
+    # Every event of the flood is either stored or counted (the lifecycle
+    # events the first run added are evicted too, so count at least the flood).
+    assert _count(state_dir, "dashboard") + lost >= flood

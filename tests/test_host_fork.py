@@ -1,0 +1,213 @@
+"""Forking hosts: a fork while a thread appends, multiprocessing, a prefork server.
+
+The at-fork hook quiesces the writer and its helper, so no telespool thread is
+inside SQLite at the fork; the child opens its own connection on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .hosts import ROOT, host_env, run_host
+
+
+def _count(state_dir: Path, where: str = "1") -> int:
+    db = sqlite3.connect(state_dir / "spool.db")
+    try:
+        return int(db.execute(f"SELECT count(*) FROM events WHERE {where}").fetchone()[0])
+    finally:
+        db.close()
+
+
+FORKING_HOST = """
+import json, os, sys, threading
+from spool import Telemetry
+
+state, forks = sys.argv[1], int(sys.argv[2])
+t = Telemetry("demo", "1.0.0", state_dir=state)
+stop = threading.Event()
+
+def churn():
+    # The parent never stops appending while it forks.
+    while not stop.is_set():
+        t.track("cli_command", command="eval")
+
+threads = [threading.Thread(target=churn) for _ in range(2)]
+for th in threads:
+    th.start()
+children = []
+for _ in range(forks):
+    pid = os.fork()
+    if pid == 0:
+        for _ in range(20):
+            t.track("cli_command", command="dashboard")
+        t.close()
+        s = t.status()
+        os._exit(0 if s["dropped"] == {} else 3)
+    children.append(pid)
+hung = 0
+codes = []
+import time
+for pid in children:
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            codes.append(os.waitstatus_to_exitcode(status))
+            break
+        if time.monotonic() > deadline:
+            hung += 1
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            break
+        time.sleep(0.01)
+stop.set()
+for th in threads:
+    th.join()
+t.close()
+print(json.dumps({"hung": hung, "codes": codes}))
+"""
+
+
+def test_a_hundred_forks_while_a_thread_appends_never_hang_and_store_everything(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    proc = run_host(FORKING_HOST, str(state), "100", timeout=600)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["hung"] == 0, result
+    assert result["codes"] == [0] * 100, result
+    assert _count(state, "json_extract(props, '$.command') = 'dashboard'") == 100 * 20
+
+
+MP_HOST = """
+import json, multiprocessing as mp, sys
+from spool import Telemetry
+
+def work(args):
+    state, n = args
+    t = TELEMETRY if TELEMETRY is not None else Telemetry("demo", "1.0.0", state_dir=state)
+    for _ in range(n):
+        t.track("cli_command", command="dashboard")
+    return n
+
+TELEMETRY = None
+if __name__ == "__main__":
+    method, state = sys.argv[1], sys.argv[2]
+    if method == "fork":
+        # Inherited across the fork, with the parent still appending from a thread.
+        import threading
+        TELEMETRY = Telemetry("demo", "1.0.0", state_dir=state)
+        stop = threading.Event()
+        def churn():
+            while not stop.is_set():
+                TELEMETRY.track("cli_command", command="eval")
+        th = threading.Thread(target=churn)
+        th.start()
+    ctx = mp.get_context(method)
+    with ctx.Pool(4) as pool:
+        total = sum(pool.map(work, [(state, 50)] * 16))
+    if method == "fork":
+        stop.set()
+        th.join()
+    print(json.dumps({"total": total}))
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_multiprocessing_workers_store_every_event(tmp_path: Path, method: str) -> None:
+    if method not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip(f"{method} is not available here")
+    state = tmp_path / "state"
+    script = tmp_path / "mp_host.py"
+    script.write_text(MP_HOST)
+    proc = subprocess.run(
+        [sys.executable, str(script), method, str(state)],
+        env=host_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(ROOT),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["total"] == 16 * 50
+    assert _count(state, "json_extract(props, '$.command') = 'dashboard'") == 16 * 50
+
+
+WSGI_APP = """
+import os, threading
+from spool import Telemetry
+
+# --preload: built once in the master, inherited by every forked worker.
+telemetry = Telemetry("demo", "1.0.0", state_dir=os.environ["STATE"])
+_stop = threading.Event()
+
+def _churn():
+    # The master keeps tracking from a thread while gunicorn forks workers.
+    while not _stop.wait(0.0005):
+        telemetry.track("cli_command", command="eval")
+
+threading.Thread(target=_churn, daemon=True).start()
+
+def app(environ, start_response):
+    telemetry.track("cli_command", command="dashboard")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]
+"""
+
+
+def test_gunicorn_preload_workers_store_every_requests_event(tmp_path: Path) -> None:
+    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
+    if gunicorn is None:
+        pytest.skip("gunicorn is not installed (it is in the test extra)")
+    state = tmp_path / "state"
+    (tmp_path / "wsgi_host.py").write_text(WSGI_APP)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = host_env(STATE=str(state))
+    env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{ROOT}"
+    server = subprocess.Popen(
+        [gunicorn, "--preload", "--workers", "4", "--bind", f"127.0.0.1:{port}",
+         "--graceful-timeout", "10", "wsgi_host:app"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=str(tmp_path),
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=5).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        pids = set()
+        for _ in range(399):  # one request above; every response is a worker that did not hang
+            pids.add(urllib.request.urlopen(url, timeout=30).read().decode())
+        assert len(pids) >= 1
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise
+    assert _count(state, "json_extract(props, '$.command') = 'dashboard'") == 400
