@@ -19,16 +19,17 @@ from pathlib import Path
 
 from . import _consent, _ids, _notice
 from ._endpoint import validate_endpoint
+from ._env import check_env
 from ._errors import ConfigError
 from ._flush import FlushResult, run_flush
 from ._lifecycle import lifecycle_events
-from ._paths import UnsafeStateDir, default_state_dir, ensure_state_dir, env_prefix, validate_app
+from ._paths import UnsafeStateDir, default_state_dir, ensure_state_dir, validate_app
 from ._policy import Policy
-from ._purge import purge_state_dir
+from ._purge import clear_state_dir, purge_state_dir
 from ._schema import Schema
 from ._store import Row, Spool, iso_time
 from ._trigger import Trigger
-from ._writer import Writer, split_errors
+from ._writer import ERROR_PREFIX, Writer, split_errors
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -89,13 +90,20 @@ class Telemetry:
         self._context = self.schema.context(version)
         context_json = json.dumps(self._context, separators=(",", ":"), ensure_ascii=False)
         self._context_json = context_json[1:-1]
-        prefix = env_prefix(app)
-        self.endpoint = validate_endpoint(env.get(f"{prefix}_TELEMETRY_ENDPOINT") or endpoint)
+        # The argument is the programmer's (a bad one raises); the environment
+        # is the user's: a bad value there is ignored and counted (see _env).
+        endpoint = validate_endpoint(endpoint)
+        checked = check_env(self.app, env)
+        self.endpoint = checked.endpoint or endpoint
+        self.config_errors = checked.problems
         self.run_id = _ids.new_run_id()
         self.debug = _consent.debug_mode(app, env)
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.decision = _consent.Decision(False, "not_started")
         self._drops: Counter[str] = Counter()  # losses before any writer exists
+        if checked.problems:
+            # In memory until a writer exists (never, when opted out: status() shows it).
+            self._drops[ERROR_PREFIX + "config"] += len(checked.problems)
         self._writer: Writer | None = None
         # The writer while track() may use it: None when off, in debug mode or
         # closed, so the hot path tests one attribute.
@@ -126,7 +134,12 @@ class Telemetry:
             # own pytest run must not wipe its developer's real queue.
             existing = self._state_dir_if_exists()
             if existing is not None and self.decision.user_opt_out:
-                purge_state_dir(existing, keep_marker=True)
+                # Bounded like close(): an inspector's lock must not stall construction.
+                report = purge_state_dir(
+                    existing, keep_marker=True, busy_s=self.policy.close_wait_ms / 1000.0
+                )
+                if not report.ok:
+                    self._drops[ERROR_PREFIX + "purge_incomplete"] += 1
             return
         if self.debug:
             return
@@ -160,12 +173,15 @@ class Telemetry:
             return
         self._writer = Writer(self.state_dir, self.policy)
         self._live_writer = self._writer
+        for reason, n in self._drops.items():  # e.g. config errors: persisted and reported
+            self._writer.count_drop(reason, n)
+        self._drops.clear()
         self._writer.run_locked(self._write_config)
         self._writer.run_locked(self._expire_if_due)
         if self.endpoint is not None:
             # "Next start": drain what earlier runs left, if due (see _trigger);
             # after _write_config, so the child reads this run's endpoint.
-            self._trigger = Trigger(self.state_dir, self.policy)
+            self._trigger = Trigger(self.state_dir, self.policy, note_error=self._writer.note_error)
             self._writer.run_locked(self._trigger.maybe_spawn)
         _register_exit(self)
         # The schema's lifecycle events; install.json is created here, on enabled runs only.
@@ -188,8 +204,9 @@ class Telemetry:
             },
             "policy": self.policy.upload_settings(),
         }
-        if spool.get_meta("config") != config:
+        if spool.get_meta("config") != config:  # a hand-edited row reads as None: rewritten
             spool.set_meta("config", config)
+        self._take_bad_rows(spool)
 
     def _expire_if_due(self, spool: Spool) -> None:
         # One indexed lookup of the oldest row; the full expiry scan runs only
@@ -254,7 +271,7 @@ class Telemetry:
 
     # -- inspection and control -------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        """A JSON-serializable snapshot. Never raises."""
+        """A JSON-serializable snapshot. Never raises, whatever the spool holds."""
         out: dict[str, Any] = {
             "app": self.app,
             "enabled": self.decision.enabled,
@@ -268,48 +285,88 @@ class Telemetry:
             "disk_bytes": 0,
             "oldest": None,
             "buffered": 0,
-            "dropped": dict(self._drops),
+            "dropped": {},
             "errors": {},
+            "config_errors": dict(self.config_errors),
             "fault": getattr(self, "_fault_detail", None),
             "last_upload_at": None,
             "next_attempt_at": None,
         }
+        out["dropped"], out["errors"] = split_errors(self._drops)
+        try:
+            self._status_from_spool(out)
+        except Exception as exc:
+            # The last line of defence: what was read so far, and the error counted.
+            self._count(ERROR_PREFIX + "status")
+            out["fault"] = out["fault"] or f"status: {type(exc).__name__}"
+        return out
+
+    def _status_from_spool(self, out: dict[str, Any]) -> None:
         writer = self._writer
         if writer is None:
-            return out
+            return
         writer.sync(wait_ms=self.policy.lock_wait_ms)
         out["buffered"] = writer.buffered
         out["errors"] = dict(writer.errors)
         if writer.fault:
             out["fault"] = writer.fault_detail or writer.fault
-        dropped = Counter(self._drops)
-        dropped.update(writer.pending_drops)
+        stored: Counter[str] = Counter()
 
         def read(spool: Spool) -> None:
             out["queued"], out["bytes"] = spool.queued()
             out["disk_bytes"] = spool.disk_bytes()
             out["oldest"] = spool.oldest_time()
-            dropped.update(spool.drops())
-            upload = spool.get_meta("upload") or {}
-            out["last_upload_at"] = upload.get("last_upload_at")
-            out["next_attempt_at"] = upload.get("next_attempt_at")
+            stored.update(spool.drops())
+            upload = spool.get_meta("upload")
+            if upload is not None and not isinstance(upload, dict):
+                spool.bad_rows += 1  # valid JSON, but not what telespool writes
+                upload = None
+            upload = upload or {}
+            out["last_upload_at"] = _time_or_none(spool, upload.get("last_upload_at"))
+            out["next_attempt_at"] = _time_or_none(spool, upload.get("next_attempt_at"))
+            self._take_bad_rows(spool)
 
         writer.run_locked(read)
+        dropped = Counter(self._drops)
+        dropped.update(writer.pending_drops)  # including what reading just counted
+        dropped.update(stored)
         out["dropped"], out["errors"] = split_errors(dropped)
-        return out
+
+    def _take_bad_rows(self, spool: Spool) -> None:
+        """Count the rows read that were not what telespool writes (hand-edited)."""
+        n, spool.bad_rows = spool.bad_rows, 0
+        if n:
+            self._count(ERROR_PREFIX + "bad_row", n)
 
     def purge(self) -> None:
-        """Delete every queued event, drop count and the install id. Never raises."""
+        """Delete every queued event, drop count and the install id. Never raises.
+
+        The same clear as ``telespool purge`` (see spool/_purge.py); a file
+        that could not be deleted is counted as error ``purge_incomplete``.
+        """
         try:
+            state_dir = self._state_dir_if_exists() if self.state_dir is None else self.state_dir
+            if state_dir is None or not state_dir.is_dir():
+                self._drops.clear()
+                return
+            wait_ms = self.policy.close_wait_ms
             writer = self._writer
+            report = None
             if writer is not None:
                 writer.pending_drops.clear()  # counts not yet written are purged too
-                writer.run_locked(lambda spool: spool.clear(), wait_ms=self.policy.close_wait_ms)
+
+                def clear(spool: Spool) -> object:
+                    return clear_state_dir(state_dir, busy_s=wait_ms / 1000.0, conn=spool.conn)
+
+                report = writer.run_locked(clear, wait_ms=wait_ms)
+            if report is None:
+                # No spool of ours open (off, faulted) or its lock not ours in time.
+                report = clear_state_dir(state_dir, busy_s=wait_ms / 1000.0)
             self._drops.clear()
-            if self.state_dir is not None:
-                _ids.forget_install(self.state_dir)
+            if not getattr(report, "ok", False):
+                self._count(ERROR_PREFIX + "purge_incomplete")
         except Exception:
-            self._count("error")
+            self._count(ERROR_PREFIX + "purge")
 
     def close(self) -> None:
         """Write anything buffered and release the spool. Idempotent; never raises."""
@@ -362,6 +419,13 @@ class Telemetry:
 
     def _at_exit(self) -> None:
         self.close()
+
+
+def _time_or_none(spool: Spool, value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    spool.bad_rows += 1  # a hand-edited upload state: shown as unknown, counted
+    return None
 
 
 # atexit holds only weak references: a Telemetry the host dropped is not kept alive.

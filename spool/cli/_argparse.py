@@ -111,10 +111,10 @@ def _dispatch(args: argparse.Namespace, target: _ops.Target, out: TextIO, err: T
         text = _render.flush_summary(data)
     elif command == "purge":
         data = _ops.purge(target)
-        text = f"purged {data['state_dir']}: {data['cleared_events']} queued events deleted"
+        text = _render.purge_text(data)
     elif command == "disable":
         data = _ops.disable(target)
-        text = f"telemetry disabled; everything else in {data['state_dir']} was deleted"
+        text = _render.disable_text(data)
     elif command == "enable":
         data = _ops.enable(target)
         text = "opt-out marker removed" if data["was_disabled"] else "no opt-out marker"

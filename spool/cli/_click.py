@@ -104,13 +104,9 @@ def _commands(*, include_schema: bool) -> list[click.Command]:
     def purge(ctx: click.Context, as_json: bool) -> None:
         """Delete every queued event, drop count and the install id."""
         data = _run(lambda: _ops.purge(_target(ctx)))
-        if as_json:
-            click.echo(_render.to_json(data))
-        else:
-            click.echo(
-                f"purged {data['state_dir']}: {data['cleared_events']} queued events deleted"
-                + (f", removed {', '.join(data['removed'])}" if data["removed"] else "")
-            )
+        click.echo(_render.to_json(data) if as_json else _render.purge_text(data))
+        if not data["ok"]:
+            ctx.exit(1)
 
     @click.command()
     @_json_option
@@ -118,10 +114,9 @@ def _commands(*, include_schema: bool) -> list[click.Command]:
     def disable(ctx: click.Context, as_json: bool) -> None:
         """Opt out: write the marker, delete everything else."""
         data = _run(lambda: _ops.disable(_target(ctx)))
-        if as_json:
-            click.echo(_render.to_json(data))
-        else:
-            click.echo(f"telemetry disabled; everything else in {data['state_dir']} was deleted")
+        click.echo(_render.to_json(data) if as_json else _render.disable_text(data))
+        if not data["ok"]:
+            ctx.exit(1)
 
     @click.command()
     @_json_option

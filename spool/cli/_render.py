@@ -8,8 +8,10 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "disable_text",
     "events_table",
     "flush_summary",
+    "purge_text",
     "schema_report",
     "status_text",
     "terminal_width",
@@ -75,6 +77,30 @@ def status_text(s: Mapping[str, Any]) -> str:
         lines.append(("debug", "on: events are printed to stderr, not stored"))
     width = max(len(k) for k, _ in lines) + 1
     return "\n".join(f"{k + ':':<{width}} {v}" for k, v in lines)
+
+
+def purge_text(r: Mapping[str, Any]) -> str:
+    text = f"purged {r['state_dir']}: {r['cleared_events']} queued events deleted"
+    if r.get("removed"):
+        text += f", removed {', '.join(r['removed'])}"
+    return text + _not_deleted(r)
+
+
+def disable_text(r: Mapping[str, Any]) -> str:
+    if r.get("failed"):
+        return f"telemetry disabled (the opt-out marker is written){_not_deleted(r)}"
+    return f"telemetry disabled; everything else in {r['state_dir']} was deleted"
+
+
+def _not_deleted(r: Mapping[str, Any]) -> str:
+    # Never claim a deletion that did not happen (Windows: a file another
+    # process holds open cannot be unlinked).
+    failed = r.get("failed") or {}
+    if not failed:
+        return ""
+    lines = [f"\nNOT deleted ({len(failed)}):"]
+    lines += [f"  {name}: {why}" for name, why in sorted(failed.items())]
+    return "\n".join(lines)
 
 
 def events_table(result: Mapping[str, Any], *, max_width: int | None) -> str:
