@@ -123,4 +123,7 @@ def _dispatch(args: argparse.Namespace, target: _ops.Target, out: TextIO, err: T
     else:
         raise CliError(f"unknown telemetry command {command!r}", 2)
     print(_render.to_json(data) if as_json else text, file=out)
+    problem = None if as_json else _render.not_deleted(data)
+    if problem is not None:  # purge/disable: a file left behind is an error, never hidden
+        print(f"error: {problem}", file=err)
     return 0 if data.get("ok", True) else 1

@@ -104,9 +104,7 @@ def _commands(*, include_schema: bool) -> list[click.Command]:
     def purge(ctx: click.Context, as_json: bool) -> None:
         """Delete every queued event, drop count and the install id."""
         data = _run(lambda: _ops.purge(_target(ctx)))
-        click.echo(_render.to_json(data) if as_json else _render.purge_text(data))
-        if not data["ok"]:
-            ctx.exit(1)
+        _report_purge(ctx, data, as_json, _render.purge_text)
 
     @click.command()
     @_json_option
@@ -114,9 +112,7 @@ def _commands(*, include_schema: bool) -> list[click.Command]:
     def disable(ctx: click.Context, as_json: bool) -> None:
         """Opt out: write the marker, delete everything else."""
         data = _run(lambda: _ops.disable(_target(ctx)))
-        click.echo(_render.to_json(data) if as_json else _render.disable_text(data))
-        if not data["ok"]:
-            ctx.exit(1)
+        _report_purge(ctx, data, as_json, _render.disable_text)
 
     @click.command()
     @_json_option
@@ -150,6 +146,21 @@ def _commands(*, include_schema: bool) -> list[click.Command]:
 
         commands.append(schema)
     return commands
+
+
+def _report_purge(
+    ctx: click.Context, data: Mapping[str, Any], as_json: bool, text: Callable[..., str]
+) -> None:
+    """What was deleted on stdout; what was not, as the one-line error (exit 1)."""
+    if as_json:
+        click.echo(_render.to_json(data))  # "failed" names each file left, "ok" is false
+        if not data["ok"]:
+            ctx.exit(1)
+        return
+    click.echo(text(data))
+    problem = _render.not_deleted(data)
+    if problem is not None:
+        raise click.ClickException(problem)
 
 
 class _Progress:

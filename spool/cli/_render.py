@@ -11,6 +11,7 @@ __all__ = [
     "disable_text",
     "events_table",
     "flush_summary",
+    "not_deleted",
     "purge_text",
     "schema_report",
     "status_text",
@@ -83,24 +84,26 @@ def purge_text(r: Mapping[str, Any]) -> str:
     text = f"purged {r['state_dir']}: {r['cleared_events']} queued events deleted"
     if r.get("removed"):
         text += f", removed {', '.join(r['removed'])}"
-    return text + _not_deleted(r)
+    return text
 
 
 def disable_text(r: Mapping[str, Any]) -> str:
     if r.get("failed"):
-        return f"telemetry disabled (the opt-out marker is written){_not_deleted(r)}"
+        return f"telemetry disabled: the opt-out marker is in {r['state_dir']}"
     return f"telemetry disabled; everything else in {r['state_dir']} was deleted"
 
 
-def _not_deleted(r: Mapping[str, Any]) -> str:
-    # Never claim a deletion that did not happen (Windows: a file another
-    # process holds open cannot be unlinked).
+def not_deleted(r: Mapping[str, Any]) -> str | None:
+    """The one-line error for files a purge left behind, or None if it left none.
+
+    Never claim a deletion that did not happen (on Windows a file another
+    process holds open cannot be unlinked).
+    """
     failed = r.get("failed") or {}
     if not failed:
-        return ""
-    lines = [f"\nNOT deleted ({len(failed)}):"]
-    lines += [f"  {name}: {why}" for name, why in sorted(failed.items())]
-    return "\n".join(lines)
+        return None
+    items = "; ".join(f"{name} ({why})" for name, why in sorted(failed.items()))
+    return f"not deleted from {r['state_dir']}: {items}"
 
 
 def events_table(result: Mapping[str, Any], *, max_width: int | None) -> str:
