@@ -172,6 +172,7 @@ _OUTCOMES = {
     "opted_out": "telemetry is off",
     "no_endpoint": "no endpoint configured",
     "timeout": "the uploader did not finish in time",
+    "corrupt": "the spool is corrupt; the next host run recovers it",
     "error": "error",
 }
 
