@@ -48,7 +48,8 @@ class FlushResult(Record):
     ``outcome``: empty (everything sent), budget (out of time, more queued),
     backoff (the endpoint asked us to wait; see ``next_attempt_at``), busy
     (another uploader held the lock throughout), opted_out, no_endpoint,
-    corrupt (left for the host to recover), disabled (telemetry off in this process), timeout (the child was killed),
+    corrupt (left for the host to recover), disabled (telemetry off in this
+    process), timeout (the child was killed),
     error (see ``detail``).
     """
 
