@@ -54,7 +54,12 @@ def test_a_finished_uploader_is_reaped_while_a_backoff_is_pending(state_dir: Pat
         t.track("cli_command", command="eval")
         if _trigger._CHILDREN:
             break
-    wait_for(lambda: _trigger._CHILDREN or t.track("cli_command", command="eval"))
+
+    def spawned_one() -> bool:
+        t.track("cli_command", command="eval")
+        return bool(_trigger._CHILDREN)
+
+    wait_for(spawned_one)
     pid = _trigger._CHILDREN[-1].pid
     # The drain failed: a backoff is stored, which vetoes every further spawn.
     wait_for(lambda: (meta(state_dir, "upload") or {}).get("next_attempt_at"))
@@ -72,7 +77,7 @@ def test_a_finished_uploader_is_reaped_while_a_backoff_is_pending(state_dir: Pat
 def test_reaping_from_many_threads_at_once_never_raises() -> None:
     # Real finished children, waited for without reaping (WNOWAIT), then
     # reaped by 8 threads at once: each exactly once, and no thread raises.
-    reap = getattr(_trigger, "reap_children", None) or _trigger._reap  # the old name
+    reap = getattr(_trigger, "reap_children", None) or getattr(_trigger, "_reap")  # noqa: B009
     true = "/bin/true" if os.path.exists("/bin/true") else "/usr/bin/true"
     pids = [os.posix_spawn(true, [true], os.environ) for _ in range(60)]
     for pid in pids:
