@@ -21,7 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ._record import Record
-from ._trigger import uploader_command
+from ._trigger import launch_blocker, neutral_cwd, uploader_command
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,7 +48,8 @@ class FlushResult(Record):
     ``outcome``: empty (everything sent), budget (out of time, more queued),
     backoff (the endpoint asked us to wait; see ``next_attempt_at``), busy
     (another uploader held the lock throughout), opted_out, no_endpoint,
-    disabled (telemetry off in this process), timeout (the child was killed),
+    corrupt (left for the host to recover), disabled (telemetry off in this
+    process), timeout (the child was killed),
     error (see ``detail``).
     """
 
@@ -110,14 +111,22 @@ def _run(
     extra += ["--lock-wait", f"{budget * _LOCK_WAIT_SHARE:.3f}"]
     if force:
         extra.append("--force")
+    argv = uploader_command(state_dir, *extra)
+    if argv is None:
+        return FlushResult(
+            "error",
+            detail=f"cannot start the uploader ({launch_blocker()}): a frozen app must call "
+            "uploader.freeze_support() at the top of main",
+        )
     try:
         child = subprocess.Popen(
-            uploader_command(state_dir, *extra),
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             close_fds=True,
-            cwd=str(state_dir) if state_dir.is_dir() else None,
+            # Not the state dir: on Windows a cwd cannot be deleted (purge).
+            cwd=neutral_cwd(),
         )
     except OSError as exc:
         return FlushResult("error", detail=f"cannot start the uploader: {exc}")

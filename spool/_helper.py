@@ -282,8 +282,7 @@ def _children_running() -> bool:
 
 
 def _reap_children() -> None:
-    reap: Any = getattr(_trigger, "reap_children", None) or _trigger._reap
-    reap()
+    _trigger.reap_children()
 
 
 # Helpers of a parent process, kept alive in a forked child: their

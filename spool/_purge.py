@@ -1,12 +1,19 @@
 """Remove what telespool stored in a state dir.
 
-Two strengths:
-- ``purge_state_dir`` unlinks every file (opt-out: nothing may remain but the
-  marker). A host still running keeps writing into its unlinked file, which
-  disappears when it exits; its next start sees the opt-out and stores nothing.
-- ``clear_state_dir`` empties the spool in place and deletes the install id
-  (``telespool purge`` while staying opted in): a running host keeps a working
-  spool instead of writing into an unlinked file.
+One clear, ``_store.clear_spool``, empties the spool in place and bumps its
+epoch; everything here goes through it, so an uploader's ack in flight can
+never delete an event appended after a purge. Two strengths on top:
+- ``clear_state_dir`` (``Telemetry.purge``, ``telespool purge``): the spool is
+  emptied in place and every other file but the lock and the opt-out marker is
+  deleted (the install id above all). A running host keeps a working spool
+  instead of writing into an unlinked file.
+- ``purge_state_dir`` (opt-out: ``telespool disable``, an opted-out host or
+  uploader): the same clear, then every file is unlinked, the marker kept when
+  asked. Clearing first means the events are gone even where the unlink fails
+  (Windows refuses to unlink a file another process has open).
+
+Neither raises. Each returns a ``PurgeReport`` naming what it removed and what
+it could not, so no front end claims a success that did not happen.
 """
 
 from __future__ import annotations
@@ -16,100 +23,114 @@ import sqlite3
 from pathlib import Path
 
 from ._paths import DB_NAME, LOCK_NAME, MARKER_NAME
+from ._record import Record
+from ._store import clear_spool
 
-__all__ = ["clear_state_dir", "purge_state_dir"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
+__all__ = ["PurgeReport", "clear_state_dir", "purge_state_dir"]
 
 # How long ``telespool purge`` waits for a host's write lock; hosts hold it for
 # microseconds per append, so this only matters when an external session holds it.
 _CLEAR_BUSY_S = 5.0
+_SPOOL_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm")
 
 
-def purge_state_dir(state_dir: Path, *, keep_marker: bool) -> list[str]:
-    """Delete the spool (with WAL/SHM and corrupt copies), lock and install id.
+class PurgeReport(Record):
+    """What a purge did. ``failed`` maps each file left behind to why."""
 
-    Returns the names removed. Keeps the opt-out marker when asked, so an
-    opt-out survives its own purge; a directory left empty is removed too.
-    Never raises; a file that cannot be removed is left and reported by omission.
+    _fields = ("cleared", "removed", "failed")
+    cleared: int  # queued events deleted
+    removed: list[str]  # file names unlinked, sorted
+    failed: dict[str, str]  # file name -> reason it is still there
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def clear_state_dir(
+    state_dir: Path, *, busy_s: float = _CLEAR_BUSY_S, conn: sqlite3.Connection | None = None
+) -> PurgeReport:
+    """Empty the spool in place and delete every other file but the lock and marker.
+
+    ``conn`` is the caller's own open connection to the spool (a host's), else
+    one is opened, waiting up to ``busy_s`` for the write lock. A corrupt spool
+    is unlinked instead. A spool that stays busy or unwritable is reported in
+    ``failed`` with its events still queued.
     """
+    failed: dict[str, str] = {}
     removed: list[str] = []
-    try:
-        entries = list(os.scandir(state_dir))
-    except OSError:
-        return removed
-    for entry in entries:
-        if keep_marker and entry.name == MARKER_NAME:
-            continue
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                continue  # never recurse: we only ever create plain files here
-            os.unlink(entry.path)
-            removed.append(entry.name)
-        except OSError:
-            pass
+    cleared = _clear_db(state_dir / DB_NAME, busy_s, conn, removed, failed)
+    keep = {*_SPOOL_FILES, LOCK_NAME, MARKER_NAME}
+    _unlink_entries(state_dir, lambda name: name not in keep, removed, failed)
+    return PurgeReport(cleared, sorted(removed), failed)
+
+
+def purge_state_dir(
+    state_dir: Path, *, keep_marker: bool, busy_s: float = _CLEAR_BUSY_S
+) -> PurgeReport:
+    """Clear the spool, then unlink every file (the opt-out marker kept when asked).
+
+    A directory left empty is removed too. ``busy_s`` bounds the wait for
+    another process's write lock (a host at construction passes a few ms).
+    """
+    failed: dict[str, str] = {}
+    removed: list[str] = []
+    cleared = 0
+    if os.path.lexists(state_dir / DB_NAME):
+        cleared = _clear_db(state_dir / DB_NAME, busy_s, None, removed, failed)
+        # Unlinked below whatever the clear did: its failure is no longer news
+        # once the file is gone, so only a file still there keeps it reported.
+        failed.pop(DB_NAME, None)
+    _unlink_entries(
+        state_dir, lambda name: not (keep_marker and name == MARKER_NAME), removed, failed
+    )
     try:
         # Only succeeds when empty: a kept marker (or anything not ours) keeps the dir.
         state_dir.rmdir()
     except OSError:
         pass
-    return sorted(removed)
+    return PurgeReport(cleared, sorted(set(removed)), failed)
 
 
-def clear_state_dir(state_dir: Path) -> tuple[int, list[str]]:
-    """Empty the spool in place and delete every other file but the lock and marker.
-
-    Returns (events deleted, file names removed). Deleted rows are overwritten
-    (``secure_delete``) and the WAL truncated, so no event survives in free
-    pages. A spool that is corrupt is unlinked instead. Raises OSError when the
-    spool is busy or unwritable, so the caller can say so.
-    """
-    cleared = 0
-    db = state_dir / DB_NAME
-    removed: list[str] = []
-    if db.is_file():
-        try:
-            cleared = _clear_spool(db)
-        except sqlite3.DatabaseError as exc:
-            if not _is_corrupt(exc):
-                raise OSError(f"cannot clear {db}: {exc}") from exc
-            removed += _unlink_spool(db)
-    keep = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", LOCK_NAME, MARKER_NAME}
+def _clear_db(
+    db: Path,
+    busy_s: float,
+    conn: sqlite3.Connection | None,
+    removed: list[str],
+    failed: dict[str, str],
+) -> int:
+    if conn is None and not db.is_file():
+        if os.path.lexists(db):
+            failed[db.name] = "not a regular file"
+        return 0
     try:
-        entries = list(os.scandir(state_dir))
-    except OSError:
-        entries = []
-    for entry in entries:
-        if entry.name in keep or entry.is_dir(follow_symlinks=False):
-            continue
+        if conn is not None:
+            return clear_spool(conn)
+        own = _connect(db, busy_s)
         try:
-            os.unlink(entry.path)
-            removed.append(entry.name)
-        except OSError:
-            pass
-    return cleared, sorted(removed)
+            return clear_spool(own)
+        finally:
+            own.close()
+    except sqlite3.DatabaseError as exc:
+        if _is_corrupt(exc):
+            # Nothing readable to keep: a corrupt spool goes entirely.
+            for name in _SPOOL_FILES:
+                _unlink(db.with_name(name), removed, failed)
+        else:
+            failed[db.name] = f"could not clear the queued events: {exc}"
+    except OSError as exc:
+        failed[db.name] = f"could not clear the queued events: {exc.strerror or exc}"
+    return 0
 
 
-def _clear_spool(db: Path) -> int:
+def _connect(db: Path, busy_s: float) -> sqlite3.Connection:
     # mode=rw: never create a spool that is not there.
     uri = db.resolve().as_uri() + "?mode=rw"
-    conn = sqlite3.connect(uri, uri=True, timeout=_CLEAR_BUSY_S, isolation_level=None)
-    try:
-        conn.execute("PRAGMA secure_delete = ON")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            n = conn.execute("DELETE FROM events").rowcount
-            conn.execute("DELETE FROM drops")
-            # ``config`` is the host's endpoint and settings, not data about anyone.
-            conn.execute("DELETE FROM meta WHERE key <> 'config'")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("PRAGMA incremental_vacuum").fetchall()
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        return int(n)
-    finally:
-        conn.close()
+    return sqlite3.connect(uri, uri=True, timeout=busy_s, isolation_level=None)
 
 
 def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
@@ -117,13 +138,38 @@ def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
     return "malformed" in message or "not a database" in message or "no such table" in message
 
 
-def _unlink_spool(db: Path) -> list[str]:
-    removed = []
-    for suffix in ("", "-wal", "-shm"):
-        path = Path(f"{db}{suffix}")
+def _unlink_entries(
+    state_dir: Path, wanted: Callable[[str], bool], removed: list[str], failed: dict[str, str]
+) -> None:
+    try:
+        entries = list(os.scandir(state_dir))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        failed["."] = f"cannot list {state_dir}: {exc.strerror or exc}"
+        return
+    for entry in entries:
+        if not wanted(entry.name):
+            continue
         try:
-            path.unlink()
-            removed.append(path.name)
+            is_dir = entry.is_dir(follow_symlinks=False)
         except OSError:
-            pass
-    return removed
+            is_dir = False
+        if is_dir:
+            # Never recurse: telespool only ever creates plain files here, so
+            # a directory is someone else's, and it is reported, not removed.
+            failed[entry.name] = "a directory, not a file telespool wrote: left alone"
+            continue
+        _unlink(Path(entry.path), removed, failed)
+
+
+def _unlink(path: Path, removed: list[str], failed: dict[str, str]) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        # On Windows: a sharing violation while another process has it open.
+        failed[path.name] = exc.strerror or str(exc)
+        return
+    removed.append(path.name)

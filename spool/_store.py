@@ -25,6 +25,7 @@ __all__ = [
     "StoredEvent",
     "WireBatch",
     "classify_error",
+    "clear_spool",
     "iso_time",
     "wal_limits",
 ]
@@ -155,9 +156,14 @@ class Spool:
         *,
         busy_ms: int | None = None,
         open_wait_s: float = _OPEN_WAIT_S,
+        recover: bool = True,
     ) -> None:
         self.state_dir = state_dir
         self._open_wait_s = open_wait_s
+        # Only hosts move a corrupt spool aside (and start a fresh one): the
+        # uploader passes False and reports instead, since hosts that still
+        # have the file open would keep writing into the renamed copy, uncounted.
+        self._recover = recover
         self.path = state_dir / DB_NAME
         self.policy = policy
         self._busy_ms = policy.lock_wait_ms if busy_ms is None else busy_ms
@@ -179,6 +185,8 @@ class Spool:
         self._fork_gen = _FORK_GEN[0]
         self.unchecked_bytes = 0
         self.appends = 0  # rows appended by this process: the maintainer's idleness probe
+        # Rows read that telespool never wrote (hand-edited): callers count them.
+        self.bad_rows = 0
         self._open()
 
     # -- connection ---------------------------------------------------------------
@@ -194,7 +202,7 @@ class Spool:
         try:
             self._conn = self._connect_retrying()
         except sqlite3.DatabaseError as exc:
-            if classify_error(exc) != "corrupt":
+            if classify_error(exc) != "corrupt" or not self._recover:
                 raise
             self._move_aside()
             self._conn = self._connect()
@@ -490,11 +498,22 @@ class Spool:
 
     def drops(self) -> dict[str, int]:
         rows = self.conn.execute("SELECT reason, total FROM drops WHERE total > 0 ORDER BY reason")
-        return {str(r): int(n) for r, n in rows}
+        return self._counts(rows)
 
     def unreported_drops(self) -> dict[str, int]:
         rows = self.conn.execute("SELECT reason, unreported FROM drops WHERE unreported > 0")
-        return {str(r): int(n) for r, n in rows}
+        return self._counts(rows)
+
+    def _counts(self, rows: Any) -> dict[str, int]:
+        # A count edited by hand into text or a float is skipped and counted,
+        # so one bad row never hides the others (or breaks status()).
+        counts: dict[str, int] = {}
+        for reason, n in rows:
+            if isinstance(reason, str) and isinstance(n, int):
+                counts[reason] = n
+            else:
+                self.bad_rows += 1
+        return counts
 
     def read_batch(self, after_id: int, max_events: int, max_bytes: int) -> list[StoredEvent]:
         """Up to ``max_events`` events with id > after_id, in id order, cut at ``max_bytes``.
@@ -589,8 +608,20 @@ class Spool:
 
     # -- meta ------------------------------------------------------------------------
     def get_meta(self, key: str) -> Any:
+        """The row's JSON value; None when absent or not JSON (counted in ``bad_rows``).
+
+        The spool is for people too: a row edited by hand in the sqlite3 CLI
+        reads as absent (the next write replaces it) instead of breaking
+        status(), the trigger or every later uploader pass.
+        """
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        if row is None:
+            return None
+        try:
+            return json.loads(row[0])
+        except (TypeError, ValueError):
+            self.bad_rows += 1
+            return None
 
     def set_meta(self, key: str, value: Any) -> None:
         self.conn.execute(
@@ -599,14 +630,9 @@ class Spool:
             (key, json.dumps(value, sort_keys=True)),
         )
 
-    def clear(self) -> None:
-        """Delete all events and drop counts (the meta table stays)."""
-        conn = self.conn
-        with _transaction(conn):
-            conn.execute("DELETE FROM events")
-            conn.execute("DELETE FROM drops")
-            _bump_epoch(conn)
-        self._reclaim(conn)
+    def clear(self) -> int:
+        """Delete every event and drop count (see ``clear_spool``); returns events deleted."""
+        return clear_spool(self.conn)
 
 
 # Connections inherited across fork: kept alive so they are never closed in the child.
@@ -659,7 +685,49 @@ def _bump_epoch(conn: sqlite3.Connection) -> None:
 
 def _read_epoch(conn: sqlite3.Connection) -> int:
     row = conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
-    return 0 if row is None else int(row[0])
+    if row is None:
+        return 0
+    try:
+        return int(row[0])
+    except (TypeError, ValueError):
+        # Hand-edited to something else: unknown, so an ack never trusts it
+        # (and the next bump, CAST to 0 + 1, moves it to 1, never to -1).
+        return -1
+
+
+# Meta rows a clear keeps: the host's settings (no data about anyone), the
+# epoch (bumped, never reset: an uploader's in-flight ack compares it) and the
+# upload schedule (a purge must not make hosts hammer an endpoint that said wait).
+_KEPT_META = ("config", "epoch", "upload")
+
+
+def clear_spool(conn: sqlite3.Connection) -> int:
+    """The one clear, used by ``Telemetry.purge``, ``telespool purge``/``disable``
+    and the uploader's opt-out purge. Returns the events deleted.
+
+    Deletes every event, drop count and meta row but ``_KEPT_META`` in one
+    transaction that bumps the epoch, so an ack already in flight can never
+    delete an event appended after it (ids are reused: no AUTOINCREMENT).
+    Deleted rows are overwritten (``secure_delete``) and the WAL truncated, so
+    nothing survives in free pages. Raises ``sqlite3.Error``.
+    """
+    (secure,) = conn.execute("PRAGMA secure_delete").fetchone()
+    conn.execute("PRAGMA secure_delete = ON")
+    try:
+        with _transaction(conn):
+            n = conn.execute("DELETE FROM events").rowcount
+            conn.execute("DELETE FROM drops")
+            conn.execute(
+                f"DELETE FROM meta WHERE key NOT IN ({', '.join('?' * len(_KEPT_META))})",
+                _KEPT_META,
+            )
+            _bump_epoch(conn)
+        # executescript: incremental_vacuum frees one page per step (see _reclaim).
+        conn.executescript("PRAGMA incremental_vacuum;")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        conn.execute(f"PRAGMA secure_delete = {int(secure)}")
+    return int(n)
 
 
 def _delete_range(
@@ -669,7 +737,8 @@ def _delete_range(
     uuids: Sequence[str] | None,
     epoch: int | None = None,
 ) -> int:
-    if uuids is None or (epoch is not None and _read_epoch(conn) == epoch):
+    # An unknown epoch (-1, hand-edited) never allows the plain range delete.
+    if uuids is None or (epoch is not None and epoch >= 0 and _read_epoch(conn) == epoch):
         cur = conn.execute("DELETE FROM events WHERE id BETWEEN ? AND ?", (first_id, last_id))
     else:
         cur = conn.execute(

@@ -18,13 +18,14 @@ from pathlib import Path
 
 from . import _consent, _ids, _notice
 from ._endpoint import validate_endpoint
+from ._env import check_env
 from ._errors import ConfigError
 from ._flush import FlushResult, run_flush
 from ._lifecycle import lifecycle_events
-from ._losses import Losses, split_errors
-from ._paths import UnsafeStateDir, default_state_dir, ensure_state_dir, env_prefix, validate_app
+from ._losses import ERROR_PREFIX, Losses, split_errors
+from ._paths import UnsafeStateDir, default_state_dir, ensure_state_dir, validate_app
 from ._policy import Policy
-from ._purge import purge_state_dir
+from ._purge import clear_state_dir, purge_state_dir
 from ._schema import Schema
 from ._sidecar import append_losses
 from ._store import Row, Spool, iso_time
@@ -90,14 +91,21 @@ class Telemetry:
         self._context = self.schema.context(version)
         context_json = json.dumps(self._context, separators=(",", ":"), ensure_ascii=False)
         self._context_json = context_json[1:-1]
-        prefix = env_prefix(app)
-        self.endpoint = validate_endpoint(env.get(f"{prefix}_TELEMETRY_ENDPOINT") or endpoint)
+        # The argument is the programmer's (a bad one raises); the environment
+        # is the user's: a bad value there is ignored and counted (see _env).
+        endpoint = validate_endpoint(endpoint)
+        checked = check_env(self.app, env)
+        self.endpoint = checked.endpoint or endpoint
+        self.config_errors = checked.problems
         self.run_id = _ids.new_run_id()
         self.debug = _consent.debug_mode(app, env)
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.decision = _consent.Decision(False, "not_started")
         # The one door for every loss this process records (see _losses).
         self._losses = Losses()
+        if checked.problems:
+            # In memory until a writer exists (never, when opted out: status() shows it).
+            self._losses.add(ERROR_PREFIX + "config", len(checked.problems))
         self._writer: Writer | None = None
         # The writer while track() may use it: None when off, in debug mode or
         # closed, so the hot path tests one attribute.
@@ -128,7 +136,12 @@ class Telemetry:
             # own pytest run must not wipe its developer's real queue.
             existing = self._state_dir_if_exists()
             if existing is not None and self.decision.user_opt_out:
-                purge_state_dir(existing, keep_marker=True)
+                # Bounded like close(): an inspector's lock must not stall construction.
+                report = purge_state_dir(
+                    existing, keep_marker=True, busy_s=self.policy.close_wait_ms / 1000.0
+                )
+                if not report.ok:
+                    self._losses.add(ERROR_PREFIX + "purge_incomplete")
             return
         if self.debug:
             return
@@ -168,7 +181,7 @@ class Telemetry:
             # "Next start": drain what earlier runs left, if due (see _trigger);
             # after _write_config, so the child reads this run's endpoint. The
             # helper thread checks and spawns: a spawn never costs a call.
-            self._trigger = Trigger(self.state_dir, self.policy)
+            self._trigger = Trigger(self.state_dir, self.policy, note_error=self._writer.note_error)
             self._writer.helper.trigger = self._trigger
             self._writer.helper.kick("trigger")
         _register_exit(self)
@@ -192,8 +205,9 @@ class Telemetry:
             },
             "policy": self.policy.upload_settings(),
         }
-        if spool.get_meta("config") != config:
+        if spool.get_meta("config") != config:  # a hand-edited row reads as None: rewritten
             spool.set_meta("config", config)
+        self._take_bad_rows(spool)
 
     def _expire_if_due(self, spool: Spool) -> None:
         # One indexed lookup of the oldest row; the full expiry scan runs only
@@ -263,7 +277,7 @@ class Telemetry:
 
     # -- inspection and control -------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        """A JSON-serializable snapshot. Never raises."""
+        """A JSON-serializable snapshot. Never raises, whatever the spool holds."""
         out: dict[str, Any] = {
             "app": self.app,
             "enabled": self.decision.enabled,
@@ -279,45 +293,85 @@ class Telemetry:
             "buffered": 0,
             "dropped": {},
             "errors": {},
+            "config_errors": dict(self.config_errors),
             "fault": getattr(self, "_fault_detail", None),
             "last_upload_at": None,
             "next_attempt_at": None,
         }
+        out["dropped"], out["errors"] = split_errors(self._losses.pending())
+        try:
+            self._status_from_spool(out)
+        except Exception as exc:
+            # The last line of defence: what was read so far, and the error counted.
+            self._count(ERROR_PREFIX + "status")
+            out["fault"] = out["fault"] or f"status: {type(exc).__name__}"
+        return out
+
+    def _status_from_spool(self, out: dict[str, Any]) -> None:
         writer = self._writer
         if writer is None:
             out["dropped"], out["errors"] = split_errors(self._losses.pending())
-            return out
+            return
         writer.sync(wait_ms=self.policy.lock_wait_ms)
         out["buffered"] = writer.buffered
         if writer.fault:
             out["fault"] = writer.fault_detail or writer.fault
-        dropped: dict[str, int] = self._losses.pending()
+        stored: dict[str, int] = {}
 
         def read(spool: Spool) -> None:
             out["queued"], out["bytes"] = spool.queued()
             out["disk_bytes"] = spool.disk_bytes()
             out["oldest"] = spool.oldest_time()
-            for reason, n in spool.drops().items():
-                dropped[reason] = dropped.get(reason, 0) + n
-            upload = spool.get_meta("upload") or {}
-            out["last_upload_at"] = upload.get("last_upload_at")
-            out["next_attempt_at"] = upload.get("next_attempt_at")
+            stored.update(spool.drops())
+            upload = spool.get_meta("upload")
+            if upload is not None and not isinstance(upload, dict):
+                spool.bad_rows += 1  # valid JSON, but not what telespool writes
+                upload = None
+            upload = upload or {}
+            out["last_upload_at"] = _time_or_none(spool, upload.get("last_upload_at"))
+            out["next_attempt_at"] = _time_or_none(spool, upload.get("next_attempt_at"))
+            self._take_bad_rows(spool)
 
         writer.run_locked(read)
+        dropped = self._losses.pending()  # including what reading just counted
+        for reason, n in stored.items():
+            dropped[reason] = dropped.get(reason, 0) + n
         out["dropped"], out["errors"] = split_errors(dropped)
-        return out
+
+    def _take_bad_rows(self, spool: Spool) -> None:
+        """Count the rows read that were not what telespool writes (hand-edited)."""
+        n, spool.bad_rows = spool.bad_rows, 0
+        if n:
+            self._count(ERROR_PREFIX + "bad_row", n)
 
     def purge(self) -> None:
-        """Delete every queued event, drop count and the install id. Never raises."""
+        """Delete every queued event, drop count and the install id. Never raises.
+
+        The same clear as ``telespool purge`` (see spool/_purge.py); a file
+        that could not be deleted is counted as error ``purge_incomplete``.
+        """
         try:
+            state_dir = self._state_dir_if_exists() if self.state_dir is None else self.state_dir
+            if state_dir is None or not state_dir.is_dir():
+                self._losses.clear()
+                return
+            wait_ms = self.policy.close_wait_ms
             writer = self._writer
+            report = None
             self._losses.clear()  # counts not yet written are purged too
             if writer is not None:
-                writer.run_locked(lambda spool: spool.clear(), wait_ms=self.policy.close_wait_ms)
-            if self.state_dir is not None:
-                _ids.forget_install(self.state_dir)
+
+                def clear(spool: Spool) -> object:
+                    return clear_state_dir(state_dir, busy_s=wait_ms / 1000.0, conn=spool.conn)
+
+                report = writer.run_locked(clear, wait_ms=wait_ms)
+            if report is None:
+                # No spool of ours open (off, faulted) or its lock not ours in time.
+                report = clear_state_dir(state_dir, busy_s=wait_ms / 1000.0)
+            if not getattr(report, "ok", False):
+                self._count(ERROR_PREFIX + "purge_incomplete")
         except Exception:
-            self._count("error")
+            self._count(ERROR_PREFIX + "purge")
 
     def close(self) -> None:
         """Write anything buffered and release the spool. Idempotent; never raises."""
@@ -388,6 +442,13 @@ class Telemetry:
 
     def _at_exit(self) -> None:
         self.close()
+
+
+def _time_or_none(spool: Spool, value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    spool.bad_rows += 1  # a hand-edited upload state: shown as unknown, counted
+    return None
 
 
 # atexit holds only weak references: a Telemetry the host dropped is not kept alive.

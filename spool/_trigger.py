@@ -9,12 +9,18 @@ The child is ``python -m uploader --state-dir DIR`` in its own session with
 stdio on DEVNULL and no inherited descriptors, so the host can exit at once.
 This module never imports ``uploader``; it spawns with ``os.posix_spawn``
 where it can, so ``subprocess`` never loads into the host on POSIX.
+
+A frozen app (PyInstaller, Nuitka, briefcase) has no ``python`` to run: its
+``sys.executable`` is the app. Nothing is spawned there (counted as
+``frozen``) unless the app called ``uploader.freeze_support()`` at the top
+of main; then the app itself is started with ``FROZEN_UPLOADER_ARG``.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,9 +30,19 @@ from ._upload_state import UPLOAD_KEY, format_time, parse_time, read_upload_stat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
 
-__all__ = ["Trigger", "spawn_uploader", "spawn_veto", "uploader_command"]
+__all__ = [
+    "FROZEN_UPLOADER_ARG",
+    "Trigger",
+    "launch_blocker",
+    "neutral_cwd",
+    "reap_children",
+    "register_frozen_entry",
+    "spawn_uploader",
+    "spawn_veto",
+    "uploader_command",
+]
 
 # track() re-checks at most this often, however small trigger_interval_s is:
 # a check is a few SQLite reads, too dear for every call.
@@ -36,13 +52,60 @@ _MIN_TRACK_CHECK_S = 1.0
 _CAN_POSIX_SPAWN = (
     hasattr(os, "posix_spawn") and sys.version_info >= (3, 11) and sys.platform != "win32"
 )
-# Finished children are reaped on the next spawn (a long-lived host would
-# otherwise collect zombies); running ones stay referenced, never waited for.
+# argv[1] of a frozen app started as the uploader: ``uploader.freeze_support()``,
+# called at the top of the app's main, sees it and runs the uploader instead.
+FROZEN_UPLOADER_ARG = "--telespool-uploader"
+# Set by ``uploader.freeze_support()`` in a frozen app (the arrow stays
+# uploader -> spool: this module never imports uploader, even lazily).
+_FROZEN_ENTRY = [False]
+# Running children, kept so they can be reaped (polled, never waited for):
+# a long-lived host would otherwise collect zombies. Shared by every
+# Telemetry in the process, so guarded; reaping never waits for the lock.
 _CHILDREN: list[Any] = []
+_CHILDREN_LOCK = threading.Lock()
 
 
-def uploader_command(state_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "uploader", "--state-dir", str(state_dir), *extra]
+def register_frozen_entry() -> None:
+    """Say this frozen app runs the uploader when started with ``FROZEN_UPLOADER_ARG``."""
+    _FROZEN_ENTRY[0] = True
+
+
+def launch_blocker() -> str | None:
+    """Why no uploader process can be started from here, or None.
+
+    ``frozen``: under PyInstaller, Nuitka or briefcase ``sys.executable`` is
+    the app itself, which would relaunch the host as "the uploader", unless
+    the app called ``uploader.freeze_support()``. ``no_python``: an embedded
+    interpreter with no executable to run.
+    """
+    if getattr(sys, "frozen", False):
+        return None if _FROZEN_ENTRY[0] and sys.executable else "frozen"
+    if not sys.executable:
+        return "no_python"
+    return None
+
+
+def uploader_command(state_dir: Path, *extra: str) -> list[str] | None:
+    """The uploader's argv, or None when ``launch_blocker()`` forbids starting one."""
+    if launch_blocker() is not None:
+        return None
+    args = ["--state-dir", str(state_dir), *extra]
+    if getattr(sys, "frozen", False):
+        return [sys.executable, FROZEN_UPLOADER_ARG, *args]
+    # -P (3.11+): the cwd is never on sys.path, so a directory named
+    # "uploader" there cannot shadow the package; older Pythons rely on
+    # the neutral cwd the child is started in (see neutral_cwd).
+    flags = ["-P"] if sys.version_info >= (3, 11) else []
+    return [sys.executable, *flags, "-m", "uploader", *args]
+
+
+def neutral_cwd() -> str:
+    """The filesystem root: a cwd no one deletes, and never inside the state dir.
+
+    On Windows a process's cwd cannot be removed, so a child started in the
+    state dir made purge's rmdir fail while it ran (untested here: CI is Linux).
+    """
+    return Path(sys.executable).anchor or os.sep
 
 
 def spawn_veto(has_events: bool, state: dict[str, Any], now: float, policy: Policy) -> str | None:
@@ -61,25 +124,62 @@ def spawn_veto(has_events: bool, state: dict[str, Any], now: float, policy: Poli
 
 def spawn_uploader(state_dir: Path) -> bool:
     """Start a detached uploader for ``state_dir``; False if it could not start."""
-    if not sys.executable:
-        return False  # embedded interpreter: no python to run
-    _reap()
+    argv = uploader_command(state_dir)
+    if argv is None:
+        return False
+    reap_children()
     if _CAN_POSIX_SPAWN:
         try:
-            _CHILDREN.append(_Spawned(_posix_spawn(state_dir)))
+            _remember(_Spawned(_posix_spawn(argv)))
             return True
         except (OSError, NotImplementedError, ValueError):
             pass  # fall back to subprocess below
-    return _popen(state_dir)
+    return _popen(argv)
 
 
-def _posix_spawn(state_dir: Path) -> int:
+def reap_children() -> int:
+    """Collect finished uploaders (no zombies); returns how many. Never blocks.
+
+    Called at every spawn, by ``Trigger.tick``/``claim`` and periodically by
+    the host's helper thread, so a finished child is reaped promptly even
+    while a backoff vetoes every further spawn. If another thread is reaping
+    right now this returns 0 at once: that thread does the work.
+    """
+    if not _CHILDREN or not _CHILDREN_LOCK.acquire(False):
+        return 0
+    try:
+        finished = [child for child in _CHILDREN if child.poll() is not None]
+        for child in finished:
+            _CHILDREN.remove(child)
+        return len(finished)
+    finally:
+        _CHILDREN_LOCK.release()
+
+
+def _remember(child: Any) -> None:
+    with _CHILDREN_LOCK:  # held only for a poll loop over a handful of children
+        _CHILDREN.append(child)
+
+
+def _forget_children_after_fork() -> None:
+    # A forked child is not the parent of these processes, and the lock may
+    # have been held by a thread that does not exist in the child.
+    global _CHILDREN_LOCK
+    _CHILDREN_LOCK = threading.Lock()
+    _CHILDREN.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_children_after_fork)
+
+
+def _posix_spawn(argv: list[str]) -> int:
     """posix_spawn: a ~1 ms start, without loading subprocess into the host.
 
     ``subprocess`` costs the host ~5 ms to import and as much to tear down at
-    exit, the very moment telespool promises not to delay. ``-P`` keeps the
-    host's cwd off ``sys.path`` (a directory named "uploader" there must not
-    shadow the package), which is what ``cwd=state_dir`` does for Popen.
+    exit, the very moment telespool promises not to delay. The child inherits
+    the host's cwd (posix_spawn cannot change it); the uploader moves to a
+    neutral one first thing, and ``-P`` keeps it off ``sys.path``.
     """
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
@@ -91,10 +191,8 @@ def _posix_spawn(state_dir: Path) -> int:
         # Like close_fds=True: no descriptor the host made inheritable (a pipe
         # its parent waits on, say) may be held open by the uploader.
         actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds(devnull)]
-        argv = uploader_command(state_dir)
-        argv.insert(1, "-P")
         return os.posix_spawn(
-            sys.executable,
+            argv[0],
             argv,
             os.environ,
             file_actions=actions,
@@ -131,7 +229,12 @@ def _inheritable_fds(keep: int) -> list[int]:
     return fds
 
 
-def _popen(state_dir: Path) -> bool:
+# Windows: CreateProcess fails with ERROR_ACCESS_DENIED when the host's job
+# object forbids breakaway (JOB_OBJECT_LIMIT_BREAKAWAY_OK unset).
+_ERROR_ACCESS_DENIED = 5
+
+
+def _popen(argv: list[str]) -> bool:
     import subprocess
 
     # env is inherited unchanged: the child sees the same kill switches and CA bundle.
@@ -140,22 +243,32 @@ def _popen(state_dir: Path) -> bool:
         "stdout": subprocess.DEVNULL,
         "stderr": subprocess.DEVNULL,
         "close_fds": True,
-        # Not the host's cwd: a directory named "uploader" there would shadow the package.
-        "cwd": str(state_dir),
+        "cwd": neutral_cwd(),
     }
     if sys.platform == "win32":  # untested branch: CI runs Linux only
-        kwargs["creationflags"] = (
-            subprocess.DETACHED_PROCESS
-            | subprocess.CREATE_NEW_PROCESS_GROUP
-            | subprocess.CREATE_NO_WINDOW
-        )
+        # DETACHED_PROCESS already means no console, so CREATE_NO_WINDOW (which
+        # Windows ignores beside it) is not passed. CREATE_BREAKAWAY_FROM_JOB:
+        # a host inside a job object (CI runner, IDE terminal, service) would
+        # otherwise take the uploader down with it when the job closes at exit.
+        detached = subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP
+        try:
+            child = subprocess.Popen(
+                argv, creationflags=detached | subprocess.CREATE_BREAKAWAY_FROM_JOB, **kwargs
+            )
+        except OSError as exc:
+            if getattr(exc, "winerror", None) != _ERROR_ACCESS_DENIED:
+                return False
+            # The job forbids breakaway: start inside it (it may end with the host).
+            try:
+                child = subprocess.Popen(argv, creationflags=detached, **kwargs)
+            except OSError:
+                return False
     else:
-        kwargs["start_new_session"] = True
-    try:
-        child = subprocess.Popen(uploader_command(state_dir), **kwargs)
-    except OSError:
-        return False
-    _CHILDREN.append(child)
+        try:
+            child = subprocess.Popen(argv, start_new_session=True, **kwargs)
+        except OSError:
+            return False
+    _remember(child)
     return True
 
 
@@ -171,7 +284,7 @@ class _Spawned:
             try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:
-                self.returncode = 0  # reaped elsewhere
+                self.returncode = 0  # reaped elsewhere (a host's own SIGCHLD reaper)
                 return self.returncode
             if pid:
                 self.returncode = os.waitstatus_to_exitcode(status)
@@ -191,22 +304,24 @@ class _Spawned:
             os.kill(self.pid, 9)
 
 
-def _reap() -> None:
-    """Collect finished children, so a long-lived host gathers no zombies."""
-    for child in list(_CHILDREN):
-        if child.poll() is not None:
-            _CHILDREN.remove(child)
-
-
 class Trigger:
     """The host's side: decide cheaply, spawn rarely. Not thread-safe (the writer's
     lock serialises ``maybe_spawn``)."""
 
-    def __init__(self, state_dir: Path, policy: Policy) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        policy: Policy,
+        note_error: Callable[[str], None] | None = None,
+    ) -> None:
         self.state_dir = state_dir
         self.policy = policy
         self.spawned = 0
         self.failures = 0
+        # Due spawns not attempted, by launch_blocker() reason (e.g. "frozen"),
+        # also reported through ``note_error`` so status() and the maintainer see them.
+        self.skipped: dict[str, int] = {}
+        self._note_error = note_error
         self._tracked = 0
         self._check_every = max(policy.trigger_interval_s, _MIN_TRACK_CHECK_S)
         self._next_check = time.monotonic() + self._check_every
@@ -214,9 +329,9 @@ class Trigger:
     def tick(self) -> bool:
         """Per track(): True when it is time for a real check. A counter and a clock read."""
         self._tracked += 1
-        if self._tracked >= self.policy.trigger_events:
-            return True
-        return time.monotonic() >= self._next_check
+        # No reaping here: the helper thread reaps (every second while a
+        # child may run), so track() never pays a waitpid.
+        return self._tracked >= self.policy.trigger_events or time.monotonic() >= self._next_check
 
     def maybe_spawn(self, spool: Spool) -> bool:
         """Check the spool and spawn if due; records the spawn before starting it."""
@@ -230,8 +345,17 @@ class Trigger:
         """
         self._tracked = 0
         self._next_check = time.monotonic() + self._check_every
+        reap_children()
         now = time.time()
         if spawn_veto(spool.has_events(), read_upload_state(spool), now, self.policy):
+            return False
+        blocker = launch_blocker()
+        if blocker is not None:
+            # Due, but no process can be started from here (a frozen app that
+            # did not call uploader.freeze_support()): counted, never attempted.
+            self.skipped[blocker] = self.skipped.get(blocker, 0) + 1
+            if self._note_error is not None:
+                self._note_error(blocker)
             return False
         # Claim the spawn under SQLite's write lock, so two hosts racing here
         # start one uploader, and a failed write means no spawn (never a storm).

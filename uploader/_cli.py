@@ -9,8 +9,8 @@ to stdout, one JSON object per line:
      "dropped": {reason: n}, "detail": "...", "next_attempt_at": ISO | null}
 
 ``outcome`` is one of empty, budget, backoff, busy, opted_out, no_endpoint,
-error. The ``done`` line is always the last line. Exit status: 0, or 1 for
-``error``, 2 for bad arguments.
+corrupt, error. The ``done`` line is always the last line. Exit status: 0, or 1
+for ``error`` and ``corrupt``, 2 for bad arguments.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from spool._trigger import neutral_cwd
 
 from ._drain import PassResult, drain
 
@@ -39,6 +41,14 @@ def main(argv: list[str] | None = None) -> int:
         "--lock-wait", type=float, default=0.0, help="wait this long for a running uploader"
     )
     args = parser.parse_args(argv)
+    # Like any daemon: leave the cwd we were started in (a posix_spawn child
+    # inherits the host's), so the uploader never pins a directory someone
+    # may delete (on Windows a process's cwd cannot be removed).
+    state_dir = args.state_dir.absolute()
+    try:
+        os.chdir(neutral_cwd())
+    except OSError:
+        pass
     if not args.progress and hasattr(os, "nice"):
         # Detached background work: yield the CPU to whatever the user runs
         # next (an explicit flush, with --progress, keeps normal priority).
@@ -57,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = drain(
-            args.state_dir,
+            state_dir,
             args.budget,
             emit if args.progress else None,
             force=args.force,
@@ -66,4 +76,4 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # last line of defence: the done line must still come
         result = PassResult("error", detail=f"{type(exc).__name__}: {exc}")
     emit(result.as_line())
-    return 1 if result.outcome == "error" else 0
+    return 1 if result.outcome in ("error", "corrupt") else 0

@@ -25,7 +25,7 @@ from spool._flush import FlushResult
 from spool._paths import DB_NAME, INSTALL_NAME, MARKER_NAME, UnsafeStateDir
 from spool._policy import Policy
 from spool._purge import purge_state_dir
-from spool._store import Spool
+from spool._store import Spool, classify_error
 from spool._upload_state import format_time, parse_time, read_upload_state, update_upload_state
 from spool._writer import ERROR_PREFIX
 
@@ -49,7 +49,7 @@ Progress = Callable[[dict[str, Any]], None]
 @dataclass
 class PassResult:
     """What one pass did. ``outcome`` is one of: empty, budget, backoff, busy,
-    opted_out, no_endpoint, error."""
+    opted_out, no_endpoint, corrupt, error."""
 
     outcome: str
     sent: int = 0
@@ -120,8 +120,11 @@ class _Pass:
 
     def run(self) -> PassResult:
         try:
-            self.spool = Spool(self.state_dir, Policy(), busy_ms=BUSY_MS)
+            # recover=False: never move a corrupt spool aside from here (see _corrupt).
+            self.spool = Spool(self.state_dir, Policy(), busy_ms=BUSY_MS, recover=False)
         except Exception as exc:
+            if classify_error(exc) == "corrupt":
+                return _corrupt(exc)
             return PassResult("error", detail=f"open spool: {type(exc).__name__}: {exc}")
         try:
             self._run(self.spool)
@@ -132,9 +135,14 @@ class _Pass:
             self.result.remaining = 0
             return self.result
         except Exception as exc:  # a detached process has nobody to raise to
+            if classify_error(exc) == "corrupt":
+                # Found mid-pass: report and leave it; nothing can be written to it.
+                self._close()
+                return _corrupt(exc, self.result)
             self.result.outcome = "error"
             self.result.detail = f"{type(exc).__name__}: {exc}"
             self._record_outcome()
+        self._count_bad_rows()
         self._close()
         return self.result
 
@@ -143,13 +151,29 @@ class _Pass:
             self.spool.close()
             self.spool = None
 
+    def _count_bad_rows(self) -> None:
+        # Hand-edited meta or drop rows were read as absent: counted, reported upstream.
+        spool = self.spool
+        if spool is None or not spool.bad_rows:
+            return
+        try:
+            spool.add_drops({f"{ERROR_PREFIX}bad_row": spool.bad_rows})
+            spool.bad_rows = 0
+        except Exception:
+            pass  # the pass's own outcome already says what went wrong
+
     # -- the pass ---------------------------------------------------------------------
     def _run(self, spool: Spool) -> None:
         start = time.monotonic()
         config = spool.get_meta("config")
         if not isinstance(config, dict):
+            # Absent, or edited by hand into something else: the next host run rewrites it.
             self.result.outcome = "no_endpoint"
-            self.result.detail = "no config written by a host yet"
+            self.result.detail = (
+                "no config written by a host yet"
+                if config is None and not spool.bad_rows
+                else "the config row is not what a host writes: waiting for a host to rewrite it"
+            )
             return
         app = str(config.get("app", ""))
         self.app = app
@@ -159,7 +183,8 @@ class _Pass:
             self.result.outcome = "no_endpoint"
             self.result.remaining = spool.queued()[0]
             return
-        policy = Policy.from_upload_settings(dict(config.get("policy") or {}))
+        settings = config.get("policy")
+        policy = Policy.from_upload_settings(settings if isinstance(settings, dict) else {})
         budget = policy.pass_budget_s if self.budget_s is None else self.budget_s
         deadline = start + max(budget, 0.0)
         state = read_upload_state(spool)
@@ -188,9 +213,7 @@ class _Pass:
             read_timeout_s=policy.read_timeout_s,
         )
         header = EnvelopeHeader.from_config(config, _install_id(self.state_dir))
-        backoff = Backoff(
-            policy.backoff_base_s, policy.backoff_max_s, int(state.get("failures", 0))
-        )
+        backoff = Backoff(policy.backoff_base_s, policy.backoff_max_s, _failures(spool, state))
         headers = {"Content-Type": "", "Content-Encoding": "gzip"}
         remaining = spool.queued()[0]
         self._emit(remaining)
@@ -280,7 +303,12 @@ class _Pass:
         delay = backoff.delay(result.retry_after_s)
         next_at = format_time(time.time() + delay)
         state = read_upload_state(spool)
-        errors = Counter(state.get("errors") or {})
+        stored = state.get("errors")
+        errors = Counter(
+            {k: v for k, v in stored.items() if isinstance(v, int)}
+            if isinstance(stored, dict)
+            else {}
+        )
         errors[result.error] += 1
         # Reported upstream with the next batch that gets through.
         spool.add_drops({f"{ERROR_PREFIX}upload_{result.error}": 1})
@@ -377,7 +405,7 @@ class _Acker:
     def _work(self) -> None:
         spool: Spool | None = None
         try:
-            spool = Spool(self._state_dir, Policy(), busy_ms=BUSY_MS)
+            spool = Spool(self._state_dir, Policy(), busy_ms=BUSY_MS, recover=False)
         except BaseException as exc:
             self._error = exc
         while True:
@@ -394,6 +422,28 @@ class _Acker:
                 self._queue.task_done()
         if spool is not None:
             spool.close()
+
+
+def _corrupt(exc: BaseException, result: PassResult | None = None) -> PassResult:
+    """Outcome ``corrupt``: counted here, recovered by hosts.
+
+    The uploader never moves a spool aside: hosts that still have the file
+    open would keep writing into the renamed copy, neither uploaded nor
+    counted. A host's next open (or failing write) moves it aside and counts
+    ``corrupt`` in the fresh spool's drops.
+    """
+    out = result or PassResult("corrupt")
+    out.outcome = "corrupt"
+    out.detail = f"the spool is corrupt, left for the host to recover: {exc}"
+    return out
+
+
+def _failures(spool: Spool, state: Mapping[str, Any]) -> int:
+    value = state.get("failures", 0)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    spool.bad_rows += 1  # a hand-edited backoff count: start the backoff afresh
+    return 0
 
 
 class _OptedOut(Exception):

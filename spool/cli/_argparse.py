@@ -111,10 +111,10 @@ def _dispatch(args: argparse.Namespace, target: _ops.Target, out: TextIO, err: T
         text = _render.flush_summary(data)
     elif command == "purge":
         data = _ops.purge(target)
-        text = f"purged {data['state_dir']}: {data['cleared_events']} queued events deleted"
+        text = _render.purge_text(data)
     elif command == "disable":
         data = _ops.disable(target)
-        text = f"telemetry disabled; everything else in {data['state_dir']} was deleted"
+        text = _render.disable_text(data)
     elif command == "enable":
         data = _ops.enable(target)
         text = "opt-out marker removed" if data["was_disabled"] else "no opt-out marker"
@@ -123,4 +123,7 @@ def _dispatch(args: argparse.Namespace, target: _ops.Target, out: TextIO, err: T
     else:
         raise CliError(f"unknown telemetry command {command!r}", 2)
     print(_render.to_json(data) if as_json else text, file=out)
+    problem = None if as_json else _render.not_deleted(data)
+    if problem is not None:  # purge/disable: a file left behind is an error, never hidden
+        print(f"error: {problem}", file=err)
     return 0 if data.get("ok", True) else 1

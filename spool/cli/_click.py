@@ -104,13 +104,7 @@ def _commands(*, include_schema: bool) -> list[click.Command]:
     def purge(ctx: click.Context, as_json: bool) -> None:
         """Delete every queued event, drop count and the install id."""
         data = _run(lambda: _ops.purge(_target(ctx)))
-        if as_json:
-            click.echo(_render.to_json(data))
-        else:
-            click.echo(
-                f"purged {data['state_dir']}: {data['cleared_events']} queued events deleted"
-                + (f", removed {', '.join(data['removed'])}" if data["removed"] else "")
-            )
+        _report_purge(ctx, data, as_json, _render.purge_text)
 
     @click.command()
     @_json_option
@@ -118,10 +112,7 @@ def _commands(*, include_schema: bool) -> list[click.Command]:
     def disable(ctx: click.Context, as_json: bool) -> None:
         """Opt out: write the marker, delete everything else."""
         data = _run(lambda: _ops.disable(_target(ctx)))
-        if as_json:
-            click.echo(_render.to_json(data))
-        else:
-            click.echo(f"telemetry disabled; everything else in {data['state_dir']} was deleted")
+        _report_purge(ctx, data, as_json, _render.disable_text)
 
     @click.command()
     @_json_option
@@ -155,6 +146,21 @@ def _commands(*, include_schema: bool) -> list[click.Command]:
 
         commands.append(schema)
     return commands
+
+
+def _report_purge(
+    ctx: click.Context, data: Mapping[str, Any], as_json: bool, text: Callable[..., str]
+) -> None:
+    """What was deleted on stdout; what was not, as the one-line error (exit 1)."""
+    if as_json:
+        click.echo(_render.to_json(data))  # "failed" names each file left, "ok" is false
+        if not data["ok"]:
+            ctx.exit(1)
+        return
+    click.echo(text(data))
+    problem = _render.not_deleted(data)
+    if problem is not None:
+        raise click.ClickException(problem)
 
 
 class _Progress:

@@ -133,15 +133,27 @@ def inspect(target: Target, *, limit: int | None, event: str | None) -> dict[str
 
 
 def purge(target: Target) -> dict[str, Any]:
-    """Delete queued events, drop counts and the install id; keep an opt-out."""
+    """Delete queued events, drop counts and the install id; keep an opt-out.
+
+    ``failed`` names every file left behind and why; ``ok`` is false then.
+    """
     existing = _existing_dir(target)
     if existing is None:
-        return {"state_dir": str(target.state_dir), "removed": [], "cleared_events": 0}
-    try:
-        cleared, removed = clear_state_dir(existing)
-    except OSError as exc:
-        raise CliError(f"cannot purge {existing}: {exc}") from exc
-    return {"state_dir": str(existing), "removed": removed, "cleared_events": cleared}
+        return {
+            "state_dir": str(target.state_dir),
+            "removed": [],
+            "cleared_events": 0,
+            "failed": {},
+            "ok": True,
+        }
+    report = clear_state_dir(existing)
+    return {
+        "state_dir": str(existing),
+        "removed": report.removed,
+        "cleared_events": report.cleared,
+        "failed": dict(report.failed),
+        "ok": report.ok,
+    }
 
 
 def disable(target: Target) -> dict[str, Any]:
@@ -155,8 +167,15 @@ def disable(target: Target) -> dict[str, Any]:
         _create_private(marker)
     except OSError as exc:
         raise CliError(f"cannot write the opt-out marker {marker}: {exc.strerror or exc}") from exc
-    removed = purge_state_dir(target.state_dir, keep_marker=True)
-    return {"state_dir": str(target.state_dir), "marker": str(marker), "removed": removed}
+    report = purge_state_dir(target.state_dir, keep_marker=True)
+    return {
+        "state_dir": str(target.state_dir),
+        "marker": str(marker),
+        "removed": report.removed,
+        "cleared_events": report.cleared,
+        "failed": dict(report.failed),
+        "ok": report.ok,
+    }
 
 
 def enable(target: Target, env: Mapping[str, str] | None = None) -> dict[str, Any]:

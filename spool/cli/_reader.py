@@ -92,7 +92,7 @@ def read_snapshot(state_dir: Path) -> SpoolSnapshot:
             # One read transaction: every number comes from the same snapshot.
             conn.execute("BEGIN")
             n, size = conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM events").fetchone()
-            snap.queued, snap.bytes = int(n), int(size)
+            snap.queued, snap.bytes = int(n), _int(size)
             row = conn.execute("SELECT time FROM events ORDER BY id LIMIT 1").fetchone()
             snap.oldest = None if row is None else str(row[0])
             row = conn.execute("SELECT time FROM events ORDER BY id DESC LIMIT 1").fetchone()
@@ -100,10 +100,11 @@ def read_snapshot(state_dir: Path) -> SpoolSnapshot:
             for reason, total, unreported in conn.execute(
                 "SELECT reason, total, unreported FROM drops ORDER BY reason"
             ):
-                if total:
-                    snap.dropped[str(reason)] = int(total)
-                if unreported:
-                    snap.unreported[str(reason)] = int(unreported)
+                # A count edited by hand into text reads as 0: status still renders.
+                if _int(total):
+                    snap.dropped[str(reason)] = _int(total)
+                if _int(unreported):
+                    snap.unreported[str(reason)] = _int(unreported)
             for key, value in conn.execute("SELECT key, value FROM meta ORDER BY key"):
                 snap.meta[str(key)] = _json_or_text(value)
             conn.execute("COMMIT")
@@ -134,21 +135,30 @@ def read_events(
             raise CliError(f"cannot read spool {state_dir / DB_NAME}: {exc}") from exc
     events = [
         {
-            "id": int(r[0]),
+            "id": _int(r[0]),
             "uuid": str(r[1]),
             "name": str(r[2]),
             "time": str(r[3]),
             "run_id": str(r[4]),
             "props": _json_or_text(r[5]),
-            "size": int(r[6]),
+            "size": _int(r[6]),
         }
         for r in reversed(rows)
     ]
     return events, int(total)
 
 
+def _int(value: object) -> int:
+    """An integer column as an int; anything else (a hand-edited cell) as 0."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value == value and abs(value) < 2**63:
+        return int(value)
+    return 0
+
+
 def _json_or_text(value: object) -> Any:
     try:
         return json.loads(str(value))
     except ValueError:
-        return value
+        return value if isinstance(value, (str, int, float)) or value is None else str(value)

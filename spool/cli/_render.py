@@ -8,8 +8,11 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "disable_text",
     "events_table",
     "flush_summary",
+    "not_deleted",
+    "purge_text",
     "schema_report",
     "status_text",
     "terminal_width",
@@ -75,6 +78,32 @@ def status_text(s: Mapping[str, Any]) -> str:
         lines.append(("debug", "on: events are printed to stderr, not stored"))
     width = max(len(k) for k, _ in lines) + 1
     return "\n".join(f"{k + ':':<{width}} {v}" for k, v in lines)
+
+
+def purge_text(r: Mapping[str, Any]) -> str:
+    text = f"purged {r['state_dir']}: {r['cleared_events']} queued events deleted"
+    if r.get("removed"):
+        text += f", removed {', '.join(r['removed'])}"
+    return text
+
+
+def disable_text(r: Mapping[str, Any]) -> str:
+    if r.get("failed"):
+        return f"telemetry disabled: the opt-out marker is in {r['state_dir']}"
+    return f"telemetry disabled; everything else in {r['state_dir']} was deleted"
+
+
+def not_deleted(r: Mapping[str, Any]) -> str | None:
+    """The one-line error for files a purge left behind, or None if it left none.
+
+    Never claim a deletion that did not happen (on Windows a file another
+    process holds open cannot be unlinked).
+    """
+    failed = r.get("failed") or {}
+    if not failed:
+        return None
+    items = "; ".join(f"{name} ({why})" for name, why in sorted(failed.items()))
+    return f"not deleted from {r['state_dir']}: {items}"
 
 
 def events_table(result: Mapping[str, Any], *, max_width: int | None) -> str:
@@ -143,6 +172,7 @@ _OUTCOMES = {
     "opted_out": "telemetry is off",
     "no_endpoint": "no endpoint configured",
     "timeout": "the uploader did not finish in time",
+    "corrupt": "the spool is corrupt; the next host run recovers it",
     "error": "error",
 }
 
