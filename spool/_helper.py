@@ -231,6 +231,10 @@ class Helper:
             if n is None:
                 misses += 1  # the writer's lock was busy throughout: try again
             elif n == 0:
+                if not evicted:
+                    # Over the high-water mark only because of the WAL (other
+                    # hosts' readers pinned it): a full checkpoint shrinks it.
+                    self._on_writer_spool(lambda spool: spool.truncate_wal())
                 break
             else:
                 evicted += int(n)  # type: ignore[call-overload]

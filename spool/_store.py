@@ -454,6 +454,12 @@ class Spool:
         conn.executescript(f"PRAGMA incremental_vacuum({int(max_pages)});")
         return int(free) > max_pages
 
+    def truncate_wal(self) -> None:
+        """A TRUNCATE checkpoint: the WAL back to zero bytes if no reader pins it."""
+        conn = self.conn
+        if not conn.in_transaction:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
     def _used_bytes(self, conn: sqlite3.Connection) -> int:
         (pages,) = conn.execute("PRAGMA page_count").fetchone()
         (free,) = conn.execute("PRAGMA freelist_count").fetchone()

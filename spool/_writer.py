@@ -340,7 +340,10 @@ class Writer:
         """Two stats on the call path; eviction and WAL work run on the helper."""
         spool.unchecked_bytes = 0
         disk = spool.disk_bytes()
-        self._full = disk > spool.full_water
+        # Full only when the data itself is at the cap: a WAL that readers
+        # pinned past its share is the checkpoint's to shrink (the helper
+        # runs one), not a reason to lose events.
+        self._full = disk > spool.full_water and disk - spool.wal_bytes() > spool.high_water
         if disk > spool.high_water:
             self.helper.kick("evict")
             # Near the cap, look 8x as often (still two stats per ~25 events),

@@ -31,7 +31,7 @@ def proc_state(pid: int) -> str | None:
     """The kernel's one-letter state of ``pid`` (``Z`` for a zombie), or None once reaped."""
     try:
         text = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped between open and read
         return None
     for line in text.splitlines():
         if line.startswith("State:"):
