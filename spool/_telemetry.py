@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import sys
 import time
 import weakref
@@ -21,10 +22,12 @@ from . import _consent, _ids, _notice
 from ._endpoint import validate_endpoint
 from ._errors import ConfigError
 from ._flush import FlushResult, run_flush
+from ._legacy import Legacy
 from ._lifecycle import lifecycle_events
 from ._paths import UnsafeStateDir, default_state_dir, ensure_state_dir, env_prefix, validate_app
 from ._policy import Policy
 from ._purge import purge_state_dir
+from ._sampling import Sampler, keep_run, parse_rate
 from ._schema import Schema
 from ._store import Row, Spool, iso_time
 from ._trigger import Trigger
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["Telemetry"]
 
 FORMATS = ("json", "otlp")
+_PREFIX_RE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 # A row without namedtuple's Python-level __new__ (a fifth of a microsecond).
 _new_row = tuple.__new__
 
@@ -61,10 +65,17 @@ class Telemetry:
         state_dir: str | os.PathLike[str] | None = None,
         format: str = "json",
         notice: str | None = None,
+        env_prefix: str | None = None,
+        startup_props: Mapping[str, object] | None = None,
+        legacy: Legacy | None = None,
         **policy_overrides: Any,
     ) -> None:
         env = os.environ
         self.app = validate_app(app)
+        # The environment variables' prefix: getpatter's app is "getpatter", its prefix PATTER.
+        self.env_prefix = _valid_prefix(env_prefix, self.app)
+        self._startup_props = dict(startup_props or {})  # lifecycle props only the host knows
+        self._legacy = legacy
         if not isinstance(version, str) or not version or len(version) > 64:
             raise ConfigError(
                 f"version must be a non-empty string of at most 64 chars, got {version!r}"
@@ -89,10 +100,10 @@ class Telemetry:
         self._context = self.schema.context(version)
         context_json = json.dumps(self._context, separators=(",", ":"), ensure_ascii=False)
         self._context_json = context_json[1:-1]
-        prefix = env_prefix(app)
+        prefix = self.env_prefix
         self.endpoint = validate_endpoint(env.get(f"{prefix}_TELEMETRY_ENDPOINT") or endpoint)
         self.run_id = _ids.new_run_id()
-        self.debug = _consent.debug_mode(app, env)
+        self.debug = _consent.debug_mode(app, env, prefix)
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.decision = _consent.Decision(False, "not_started")
         self._drops: Counter[str] = Counter()  # losses before any writer exists
@@ -102,6 +113,7 @@ class Telemetry:
         self._live_writer: Writer | None = None
         self._closed = False
         self._count_fn = self._count  # bound once: track() passes it per call
+        self._sampler = self._make_sampler(env)
         try:
             self._init_runtime(enabled)
         except Exception as exc:
@@ -119,6 +131,8 @@ class Telemetry:
             state_dir=self._state_dir_if_exists(),
             env=env,
             allow_in_ci=self.policy.allow_in_ci,
+            prefix=self.env_prefix,
+            legacy_markers=self._legacy.markers if self._legacy is not None else (),
         )
         if not self.decision.enabled:
             # Create nothing. A real opt-out also removes whatever an earlier
@@ -137,7 +151,7 @@ class Telemetry:
         path = self.state_dir
         if path is None:
             try:
-                path = default_state_dir(self.app)
+                path = default_state_dir(self.app, self.env_prefix)
             except Exception:  # platformdirs failing is a runtime fault, not a crash
                 return None
         try:
@@ -148,7 +162,7 @@ class Telemetry:
     def _start(self) -> None:
         try:
             if self.state_dir is None:
-                self.state_dir = default_state_dir(self.app)
+                self.state_dir = default_state_dir(self.app, self.env_prefix)
             ensure_state_dir(self.state_dir)
         except UnsafeStateDir as exc:
             self._fault = exc.reason
@@ -169,15 +183,25 @@ class Telemetry:
             self._writer.run_locked(self._trigger.maybe_spawn)
         _register_exit(self)
         # The schema's lifecycle events; install.json is created here, on enabled runs only.
-        startup = lifecycle_events(self.schema, self.state_dir, self.version, self._count)
+        startup = lifecycle_events(
+            self.schema,
+            self.state_dir,
+            self.version,
+            self._count,
+            startup_props=self._startup_props,
+            legacy=self._legacy,
+        )
         for event, props in startup:
             self.track(event, **props)
-        _notice.maybe_show_notice(self.state_dir, app=self.app, text=self._notice, env=os.environ)
+        _notice.maybe_show_notice(
+            self.state_dir, app=self.app, text=self._notice, env=os.environ, prefix=self.env_prefix
+        )
 
     def _write_config(self, spool: Spool) -> None:
         """Store what the detached uploader needs, so it only needs the state dir."""
         config = {
             "app": self.app,
+            "env_prefix": self.env_prefix,
             "app_version": self.version,
             "endpoint": self.endpoint,
             "format": self.format,
@@ -202,6 +226,8 @@ class Telemetry:
     def _after_fork_in_child(self) -> None:
         # A forked child is a new run: its events must not share the parent's run id.
         self.run_id = _ids.new_run_id()
+        if self._sampler is not None:  # the keep decision is per run
+            self._sampler.keep = keep_run(self.run_id, self._sampler.rate)
         if self._writer is not None:
             self._writer.after_fork_in_child()
 
@@ -209,6 +235,15 @@ class Telemetry:
     def track(self, name: str, **props: Any) -> None:
         """Record one event. Never raises, never does network I/O, never blocks."""
         try:
+            sampler = self._sampler  # None unless the rate is below 1
+            if (
+                sampler is not None
+                and name.__class__ is str
+                and name in sampler.events
+                and not sampler.apply(name, props)
+            ):
+                self._count("sampled")
+                return
             writer = self._live_writer
             if writer is None:
                 # Off, debug, closed, or no usable spool: the rare paths.
@@ -231,6 +266,15 @@ class Telemetry:
         except Exception:
             # The last line of defence: count it, never let it reach the host.
             self._count("error")
+
+    def _make_sampler(self, env: Mapping[str, str]) -> Sampler | None:
+        rate, valid = parse_rate(env.get(f"{self.env_prefix}_TELEMETRY_SAMPLE"))
+        if not valid:
+            self._count("invalid_env")
+        if rate >= 1.0 or not self.schema.sampleable:
+            return None
+        keep = keep_run(self.run_id, rate)
+        return Sampler(self.schema.sampleable, rate, keep, self.schema.sampling_rate_prop)
 
     def _track_without_spool(self, name: str, props: Mapping[str, Any]) -> None:
         if not self.decision.enabled or self._closed:
@@ -362,6 +406,14 @@ class Telemetry:
 
     def _at_exit(self) -> None:
         self.close()
+
+
+def _valid_prefix(prefix: object, app: str) -> str:
+    if prefix is None:
+        return env_prefix(app)
+    if not isinstance(prefix, str) or not _PREFIX_RE.fullmatch(prefix):
+        raise ConfigError(f"env_prefix must match {_PREFIX_RE.pattern}, got {prefix!r}")
+    return prefix
 
 
 # atexit holds only weak references: a Telemetry the host dropped is not kept alive.
