@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from spool import Schema
+from tests.format_fixture import FIXTURE
 from spool._models import ModelSanitizer
 
-SCHEMA = Schema.reference()
+SCHEMA = FIXTURE
 
 
 def sanitize(name: Any, **props: Any) -> tuple[dict[str, object] | None, Counter[str]]:
@@ -64,10 +65,17 @@ def test_a_str_enum_member_passes_as_its_plain_value() -> None:
     assert clean == {"direction": "inbound"} and type(clean["direction"]) is str
 
 
-@pytest.mark.parametrize("value", [1, "true", None, [True]])
+@pytest.mark.parametrize("value", [1, "true", [True]])
 def test_a_bool_property_takes_only_bools(value: object) -> None:
     clean, counts = sanitize("agent_configured", noise_reduction=value)
     assert clean == {} and counts == Counter(invalid_value=1)
+
+
+@pytest.mark.parametrize("prop", ["noise_reduction", "engine", "latency_ms", "nope"])
+def test_a_none_value_is_absent_and_not_counted(prop: str) -> None:
+    # ``direction=maybe_known`` is the host saying "unknown", as getpatter's build_event reads it.
+    event = "call_completed" if prop in ("engine", "latency_ms") else "agent_configured"
+    assert sanitize(event, **{prop: None}) == ({}, Counter())
 
 
 @pytest.mark.parametrize(
