@@ -26,7 +26,9 @@ def allowed(schema: Schema, event: str, prop: str, value: Any, raw_props: dict[s
             type(value) in (int, float)
             and math.isfinite(value)
             and spec["min"] <= value <= spec["max"]
-            and (type(value) is int or "digits" not in spec or round(value, spec["digits"]) == value)
+            and (
+                type(value) is int or "digits" not in spec or round(value, spec["digits"]) == value
+            )
         )
     if kind == "string":
         return isinstance(value, str) and re.fullmatch(spec["pattern"], value) is not None

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from spool import Schema
-from tests.format_fixture import FIXTURE
 from spool._models import ModelSanitizer
+from tests.format_fixture import FIXTURE
 
 SCHEMA = FIXTURE
 

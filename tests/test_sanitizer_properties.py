@@ -188,7 +188,7 @@ def test_the_reference_schema_stores_only_allowlisted_values(
 def _fused_equals_sanitize(schema: Schema, name: Any, props: dict[str, Any], tail: str) -> None:
     counts: Counter[str] = Counter()
     fused_counts: Counter[str] = Counter()
-    SCHEMA = schema  # noqa: N806  # the body below reads as the fixture test did
+    SCHEMA = schema  # the body below reads as the fixture test did
     clean = SCHEMA.sanitize(name, props, lambda reason: counts.update([reason]))
     fused = SCHEMA.sanitize_json(name, props, lambda reason: fused_counts.update([reason]), tail)
     assert fused_counts == counts
