@@ -130,7 +130,7 @@ def test_the_facade_decides_at_construction(
     assert t.status()["enabled"] is False
     assert t.status()["reason"] == "do_not_track"
     monkeypatch.delenv("DO_NOT_TRACK")
-    t.track("cli_command", command="eval")  # still off: decided once
+    t.track("cli_command", cli_command="eval")  # still off: decided once
     assert not state_dir.exists()
 
 
