@@ -27,7 +27,7 @@ def main() -> None:
         backoff_base_s=1.0,  # and a short wait after the offline attempts
         backoff_max_s=2.0,
     ) as t:
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         t.track("agent_configured", builtin_tools=3, custom_tools=2, integration="mcp")
         for _ in range(args.calls):
             t.track("call_started", engine="pipeline", carrier="twilio", direction="inbound")

@@ -8,8 +8,17 @@ from __future__ import annotations
 
 from ._errors import ConfigError, SchemaError, TelemetryError
 from ._flush import FlushResult
+from ._legacy import Legacy
 from ._schema import Schema
 from ._telemetry import Telemetry
 
-__all__ = ["ConfigError", "FlushResult", "Schema", "SchemaError", "Telemetry", "TelemetryError"]
+__all__ = [
+    "ConfigError",
+    "FlushResult",
+    "Legacy",
+    "Schema",
+    "SchemaError",
+    "Telemetry",
+    "TelemetryError",
+]
 __version__ = "0.1.0"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ._consent import is_truthy
 from ._endpoint import endpoint_problem
 from ._paths import env_prefix
 
@@ -30,9 +29,9 @@ class EnvCheck:
         self.problems = problems  # variable name -> what is wrong with its value
 
 
-def check_env(app: str, env: Mapping[str, str]) -> EnvCheck:
+def check_env(app: str, env: Mapping[str, str], prefix: str | None = None) -> EnvCheck:
     """Validate the variables telespool reads; never raises."""
-    prefix = env_prefix(app)
+    prefix = prefix or env_prefix(app)
     problems: dict[str, str] = {}
     for var in (
         "DO_NOT_TRACK",
@@ -42,8 +41,7 @@ def check_env(app: str, env: Mapping[str, str]) -> EnvCheck:
     ):
         value = env.get(var)
         if value is not None and value.strip().lower() not in _BOOLEAN_WORDS:
-            # Read as "not set" by is_truthy: say so instead of guessing.
-            assert not is_truthy(value)
+            # Not a word either way: say so instead of guessing.
             problems[var] = _BOOLEAN_PROBLEM
     var = f"{prefix}_TELEMETRY_ENDPOINT"
     endpoint = env.get(var) or None  # empty means unset, as before

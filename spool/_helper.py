@@ -35,7 +35,7 @@ from ._threads import os_thread_api
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Callable
 
 __all__ = ["Helper"]
 

@@ -19,6 +19,7 @@ from collections import namedtuple
 from pathlib import Path
 
 from ._ids import new_run_id
+from ._legacy import Legacy, read_legacy_install
 from ._paths import INSTALL_NAME, check_regular_or_absent
 
 TYPE_CHECKING = False
@@ -27,7 +28,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Identity", "load_identity", "read_install_id"]
 
-_UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+# A random UUID; or 32 hex digits, an id adopted verbatim from a legacy client
+# (so the install keeps counting as one, see _legacy).
+_UUID_PATTERN = (
+    r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}|[0-9a-f]{32}"
+)
 _IS_WINDOWS = sys.platform == "win32"
 _DAY = 86400
 
@@ -40,23 +45,31 @@ if TYPE_CHECKING:
         days_since_install: int
         version: str
         previous_version: str | None  # the version this install ran before ``version``
+        last_version: str | None  # the version the previous run reported (None: no run before)
 
 else:
     Identity = namedtuple(
-        "Identity", "install_id first_run days_since_install version previous_version"
+        "Identity",
+        "install_id first_run days_since_install version previous_version last_version",
     )
 
 
-def load_identity(state_dir: Path, app_version: str, now: float | None = None) -> Identity:
+def load_identity(
+    state_dir: Path, app_version: str, now: float | None = None, legacy: Legacy | None = None
+) -> Identity:
     """Read (or create) the install identity and record ``app_version``.
 
-    Call only on enabled runs. Raises OSError / UnsafeStateDir when the state
-    dir cannot be used; the facade counts that and carries on without events.
+    A new install adopts ``legacy``'s id, age and last version when the old
+    client left them, and is then not a first run. Call only on enabled runs.
+    Raises OSError / UnsafeStateDir when the state dir cannot be used; the
+    facade counts that and carries on without events.
     """
     path = state_dir / INSTALL_NAME
-    today = int((time.time() if now is None else now) // _DAY)
+    clock = time.time() if now is None else now
+    today = int(clock // _DAY)
     state = _read(path)
     first_run = False
+    last_version: str | None = None
     if state is None:
         state = {
             "install_id": new_run_id(),
@@ -64,10 +77,22 @@ def load_identity(state_dir: Path, app_version: str, now: float | None = None) -
             "version": app_version,
             "previous_version": None,
         }
+        adopted = read_legacy_install(legacy) if legacy is not None else None
+        if adopted is not None:
+            if adopted.install_id is not None:
+                state["install_id"] = adopted.install_id
+            if adopted.created_at is not None:
+                # The seed's install age is elapsed time since the id file's mtime.
+                state["created_day"] = today - max(0, int((clock - adopted.created_at) // _DAY))
+            if adopted.last_version is not None:
+                state["version"] = last_version = adopted.last_version
         if _create_exclusive(path, state):
-            first_run = True
+            first_run = adopted is None or not adopted.had_first_run
         else:  # another process created it first: theirs is the install
             state = _read(path) or state
+            last_version = state["version"]
+    else:
+        last_version = state["version"]
     if state["version"] != app_version:
         state["previous_version"] = state["version"]
         state["version"] = app_version
@@ -78,6 +103,7 @@ def load_identity(state_dir: Path, app_version: str, now: float | None = None) -
         days_since_install=max(0, today - state["created_day"]),
         version=app_version,
         previous_version=state["previous_version"],
+        last_version=last_version,
     )
 
 

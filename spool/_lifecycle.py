@@ -3,7 +3,9 @@
 A schema may name an ``initialized`` event (every enabled start) and a
 ``first_run`` event (once per install). Their properties marked ``"auto"`` are
 filled from the environment probes, the schema's own env probes and the
-install identity; every value still goes through ``Schema.sanitize``.
+install identity; the host's ``startup_props`` (facts only it knows, such as
+getpatter's carrier and tunnel) fill the other declared properties. Every value
+still goes through ``Schema.sanitize``; a source that is None is omitted.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ._identity import Identity, load_identity
+from ._legacy import Legacy
 from ._probes import env_probe, process_probes
 from ._schema import Schema
 
@@ -26,14 +29,16 @@ __all__ = ["lifecycle_events", "startup_events"]
 def startup_events(
     schema: Schema,
     identity: Identity,
-    probes: Mapping[str, str],
+    probes: Mapping[str, object],
     env: Mapping[str, str] | None = None,
+    startup_props: Mapping[str, object] | None = None,
 ) -> list[tuple[str, dict[str, object]]]:
     """``[(event, props), ...]`` to track once at construction, first run first."""
     e = os.environ if env is None else env
     sources: dict[str, object] = dict(probes)
     sources["days_since_install"] = identity.days_since_install
     sources["previous_version"] = identity.previous_version or "none"
+    sources["last_version"] = identity.last_version
     for name, rules in schema.env_probes.items():
         sources[name] = env_probe(rules, e)
     wanted = []
@@ -44,12 +49,22 @@ def startup_events(
     out: list[tuple[str, dict[str, object]]] = []
     for event in wanted:
         auto = schema.auto_props(event)
-        out.append((event, {prop: sources[src] for prop, src in auto.items() if src in sources}))
+        props = {prop: sources[src] for prop, src in auto.items() if src in sources}
+        declared = schema.props.get(event, {})
+        for prop, value in (startup_props or {}).items():
+            if prop in declared and prop not in auto:
+                props[prop] = value
+        out.append((event, props))
     return out
 
 
 def lifecycle_events(
-    schema: Schema, state_dir: Path, app_version: str, count: Callable[[str], None]
+    schema: Schema,
+    state_dir: Path,
+    app_version: str,
+    count: Callable[[str], None],
+    startup_props: Mapping[str, object] | None = None,
+    legacy: Legacy | None = None,
 ) -> list[tuple[str, dict[str, object]]]:
     """Load (or create) the install identity and return the startup events.
 
@@ -58,10 +73,10 @@ def lifecycle_events(
     """
     try:
         # Always: the uploader reads the install id even when no event is declared.
-        identity = load_identity(state_dir, app_version)
+        identity = load_identity(state_dir, app_version, legacy=legacy)
         if not schema.lifecycle:
             return []
-        return startup_events(schema, identity, process_probes())
+        return startup_events(schema, identity, process_probes(), startup_props=startup_props)
     except Exception:
         count("identity_error")
         return []

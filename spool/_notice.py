@@ -47,12 +47,12 @@ def default_notice() -> str:
     return _DEFAULT
 
 
-def render_notice(text: str, *, app: str, state_dir: Path) -> str:
+def render_notice(text: str, *, app: str, state_dir: Path, prefix: str | None = None) -> str:
     """Fill ``{app}``, ``{prefix}``, ``{state_dir}`` and ``{opt_out}`` in ``text``.
 
     Plain replacement, not ``str.format``: a host's text may contain other braces.
     """
-    prefix = env_prefix(app)
+    prefix = prefix or env_prefix(app)
     opt_out = (
         f"To opt out: set DO_NOT_TRACK=1 or {prefix}_TELEMETRY_DISABLED=1, "
         f"or run `telespool --app {app} disable`."
@@ -70,6 +70,7 @@ def maybe_show_notice(
     text: str | None,
     env: Mapping[str, str],
     stream: TextIO | None = None,
+    prefix: str | None = None,
 ) -> bool:
     """Print the notice if this install has not shown it yet; True if printed.
 
@@ -80,12 +81,17 @@ def maybe_show_notice(
         out = sys.stderr if stream is None else stream
         if text == "" or out is None or not out.isatty():
             return False
-        if _consent.ci_vendor(env) is not None or _consent.under_test_runner(env):
+        if _consent.ci_vendor(env) is not None or _consent.under_test_runner(env, prefix):
             return False
         if not _claim(state_dir / NOTICE_NAME):
             return False
         out.write(
-            render_notice(default_notice() if text is None else text, app=app, state_dir=state_dir)
+            render_notice(
+                default_notice() if text is None else text,
+                app=app,
+                state_dir=state_dir,
+                prefix=prefix,
+            )
         )
         out.flush()
         return True

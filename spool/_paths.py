@@ -12,6 +12,7 @@ import os
 import re
 import stat
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from ._errors import ConfigError
@@ -60,7 +61,14 @@ def env_prefix(app: str) -> str:
     return app.upper().replace("-", "_")
 
 
-def default_state_dir(app: str) -> Path:
+def default_state_dir(
+    app: str, prefix: str | None = None, env: Mapping[str, str] | None = None
+) -> Path:
+    """``{PREFIX}_TELEMETRY_STATE_DIR`` used literally if set, else the platform's state dir."""
+    e = os.environ if env is None else env
+    override = e.get(f"{prefix or env_prefix(app)}_TELEMETRY_STATE_DIR")
+    if override:
+        return Path(override)
     # Imported here, not at module import: keeps ``import spool`` stdlib-only.
     import platformdirs
 

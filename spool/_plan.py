@@ -76,6 +76,8 @@ def run_plan(
     append = parts.append
     get = plan.get
     for key, value in props.items():
+        if value is None:
+            continue  # absent, as if not passed (see _sanitize)
         # Exact str keys only: a str subclass could fake its hash/eq.
         step = get(key) if key.__class__ is str else None
         if step is None:

@@ -8,8 +8,12 @@ line of defence), and nothing returns a string the schema did not allow.
 
 Drop reasons counted here:
     invalid_value   wrong type, NaN/inf, or a string off the allowlist
-                    (enums and versions become "other", other types are removed)
+                    (enums and versions become "other", other types are removed;
+                    shaped strings and ids off their shape are removed, never coerced)
     out_of_range    a number clamped into [min, max]
+
+``None`` is not a value: a property passed as None is absent, as if the host
+had not passed it (``direction=maybe_known``), and is not counted.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BOOL",
     "DROP",
+    "ID_SHAPES",
     "OTHER",
     "VERSION_PATTERN",
     "Allowed",
@@ -111,11 +116,27 @@ def _as_str(value: object) -> str | None:
     return None
 
 
-def compile_prop(spec: Mapping[str, Any], models: ModelSanitizer) -> Checker:
-    """Build the checker for one validated property spec."""
+# The shapes an ``id`` property may take: random ids only, so an id type can
+# never be turned into a free-text field by a schema author.
+ID_SHAPES = {
+    "hex32": r"[0-9a-f]{32}",
+    "uuid": r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+}
+
+
+def compile_prop(
+    spec: Mapping[str, Any],
+    models: ModelSanitizer,
+    vendor_check: Checker | None = None,
+) -> Checker:
+    """Build the checker for one validated property spec.
+
+    ``vendor_check`` is the checker of a model property's ``vendor_prop``: the
+    model token is built under the vendor that property sanitizes to.
+    """
     kind = spec["type"]
     if kind == "enum":
-        return _enum(frozenset(spec["values"]))
+        return _enum(frozenset(spec["values"]), spec.get("aliases", {}))
     if kind == "bool":
         return _bool
     if kind in ("int", "count"):
@@ -125,11 +146,19 @@ def compile_prop(spec: Mapping[str, Any], models: ModelSanitizer) -> Checker:
     if kind == "float":
         return _float(float(spec["min"]), float(spec["max"]), int(spec.get("digits", 2)))
     if kind == "bucket":
-        return _bucket(tuple(float(e) for e in spec["edges"]), tuple(spec["labels"]))
+        edges = tuple(float(e) for e in spec["edges"])
+        return _bucket(edges, tuple(spec["labels"]), spec.get("invalid") == OTHER)
     if kind == "version":
         return _version(frozenset(spec.get("values", ())))
+    if kind == "number":
+        digits = spec.get("digits")
+        return _number(spec["min"], spec["max"], None if digits is None else int(digits))
+    if kind == "string":
+        return _shaped(re.compile(spec["pattern"], re.ASCII).fullmatch)
+    if kind == "id":
+        return _shaped(re.compile(ID_SHAPES[spec["shape"]], re.ASCII).fullmatch)
     if kind == "model":
-        return _model(models, spec.get("vendor_prop"))
+        return _model(models, spec.get("vendor_prop"), vendor_check)
     raise ValueError(f"unknown property type {kind!r}")  # unreachable after validation
 
 
@@ -143,13 +172,19 @@ class Allowed(frozenset):  # type: ignore[type-arg]
     check: Checker
 
 
-def _enum(values: frozenset[str]) -> Checker:
+def _enum(values: frozenset[str], aliases: Mapping[str, str]) -> Checker:
+    alias = dict(aliases)  # input spelling -> one of ``values`` (validated)
+
     def check(value: object, props: Mapping[str, object], count: Callable[[str], None]) -> object:
         if value.__class__ is str and value in values:
             return value
         s = _as_str(value)
-        if s is not None and s in values:
-            return s
+        if s is not None:
+            if s in values:
+                return s
+            hit = alias.get(s)
+            if hit is not None:
+                return hit
         count("invalid_value")
         return OTHER
 
@@ -202,8 +237,9 @@ def _float(lo: float, hi: float, digits: int) -> Checker:
     return check
 
 
-def _bucket(edges: tuple[float, ...], labels: tuple[str, ...]) -> Checker:
+def _bucket(edges: tuple[float, ...], labels: tuple[str, ...], to_other: bool) -> Checker:
     label_set = frozenset(labels)
+    invalid = OTHER if to_other else DROP  # "invalid": "other" coerces like an enum
 
     def check(value: object, props: Mapping[str, object], count: Callable[[str], None]) -> object:
         n = _as_number(value)
@@ -214,7 +250,7 @@ def _bucket(edges: tuple[float, ...], labels: tuple[str, ...]) -> Checker:
         if s is not None and s in label_set:
             return s  # already bucketed by the host
         count("invalid_value")
-        return DROP
+        return invalid
 
     return check
 
@@ -230,7 +266,47 @@ def _version(extra: frozenset[str]) -> Checker:
     return check
 
 
-def _model(models: ModelSanitizer, vendor_prop: str | None) -> Checker:
+def _number(lo: float, hi: float, digits: int | None) -> Checker:
+    """A number as the host gave it: an int stays an int, a float a float."""
+
+    def check(value: object, props: Mapping[str, object], count: Callable[[str], None]) -> object:
+        n = _as_number(value)
+        if n is None:
+            count("invalid_value")
+            return DROP
+        if n < lo:
+            count("out_of_range")
+            n = lo
+        elif n > hi:
+            count("out_of_range")
+            n = hi
+        if n.__class__ is float and digits is not None:
+            return round(n, digits)
+        return n
+
+    return check
+
+
+def _shaped(fullmatch: Callable[[str], object]) -> Checker:
+    """A string kept only when all of it has the shape; anything else is removed."""
+
+    def check(value: object, props: Mapping[str, object], count: Callable[[str], None]) -> object:
+        s = _as_str(value)
+        if s is not None and len(s) <= 256 and fullmatch(s) is not None:
+            return s
+        count("invalid_value")
+        return DROP
+
+    return check
+
+
+def _silent(reason: str) -> None:
+    pass
+
+
+def _model(
+    models: ModelSanitizer, vendor_prop: str | None, vendor_check: Checker | None
+) -> Checker:
     def check(value: object, props: Mapping[str, object], count: Callable[[str], None]) -> object:
         # Either a (vendor, model) pair, or a name whose vendor is another prop.
         if isinstance(value, tuple) and len(value) == 2:
@@ -238,7 +314,14 @@ def _model(models: ModelSanitizer, vendor_prop: str | None) -> Checker:
         else:
             vendor = props.get(vendor_prop) if vendor_prop is not None else None
             model = value
+        if vendor_check is not None and vendor is not None:
+            # The vendor as its own property stores it (aliases applied); that
+            # property counts its own faults, so none are counted twice.
+            vendor = vendor_check(vendor, props, _silent)
         token = models(vendor, model)
+        if token is None:
+            count("invalid_value")
+            return DROP
         if token == OTHER or token.endswith("-other"):
             count("invalid_value")
         return token

@@ -61,15 +61,14 @@ class Schema:
         import hashlib  # here, not at module import: keeps ``import spool`` cheap
 
         self.hash = "sha256:" + hashlib.sha256(_canonical(self.doc).encode()).hexdigest()
-        self.models = ModelSanitizer(self.doc.get("models", {}))
+        self.models = ModelSanitizer(self.doc.get("models", {}), self.doc.get("model_tokens"))
         self.props: dict[str, dict[str, dict[str, Any]]] = {
             event: {p: self._resolve(spec) for p, spec in body.get("props", {}).items()}
             for event, body in self.doc["events"].items()
         }
         # Values are a Checker, or an Allowed frozenset for enums (see sanitize).
         self._checks: dict[str, dict[str, Any]] = {
-            event: {p: compile_prop(spec, self.models) for p, spec in props.items()}
-            for event, props in self.props.items()
+            event: self._compile_event(props) for event, props in self.props.items()
         }
         # The same checkers, fused with JSON encoding for the call path (see _plan).
         self._plans = {event: compile_plan(checks) for event, checks in self._checks.items()}
@@ -78,7 +77,25 @@ class Schema:
             k: life[k] for k in ("initialized", "first_run") if k in life
         }
         self.env_probes: dict[str, list[list[str]]] = self.doc.get("env_probes", {})
+        # {event: {prop: [raw values that force a keep] or "present"}} (see _sampling).
+        sampling = self.doc.get("sampling", {})
+        self.sampling_rate_prop: str | None = sampling.get("rate_prop")
+        self.sampleable: dict[str, dict[str, Any]] = {
+            event: dict(rule.get("always_keep", {}))
+            for event, rule in sampling.get("events", {}).items()
+        }
         self._contexts: dict[str, dict[str, object]] = {}
+
+    def _compile_event(self, props: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        checks: dict[str, Any] = {p: compile_prop(spec, self.models) for p, spec in props.items()}
+        for p, spec in props.items():
+            vendor_prop = spec.get("vendor_prop")
+            if spec["type"] == "model" and vendor_prop is not None:
+                # The model token's vendor is what its vendor property stores.
+                vc = checks[vendor_prop]
+                vc = vc.check if vc.__class__ is Allowed else vc
+                checks[p] = compile_prop(spec, self.models, vc)
+        return checks
 
     def _resolve(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         """A property spec with its ``ref`` replaced by the named type."""
@@ -109,7 +126,7 @@ class Schema:
 
     @classmethod
     def reference(cls) -> Schema:
-        """The bundled reference schema: the voice-agent SDK's events (v5).
+        """The bundled reference schema: getpatter 0.7.0's telemetry (v8).
 
         Built once per process and shared: a Schema is immutable.
         """
@@ -175,6 +192,8 @@ class Schema:
                 return None
             out: dict[str, object] = {}
             for key, value in props.items():
+                if value is None:
+                    continue  # absent, as if not passed (see _sanitize)
                 # Exact str keys only: a str subclass could fake its hash/eq.
                 check = checks.get(key) if key.__class__ is str else None
                 if check is None:

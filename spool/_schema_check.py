@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from ._context import CONTEXT_PREFIX
 from ._models import compile_pattern
 from ._probes import AUTO_SOURCES
+from ._sanitize import ID_SHAPES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,21 +38,27 @@ _ROOT_KEYS = frozenset(
         "lifecycle",
         "env_probes",
         "models",
+        "model_tokens",
+        "sampling",
         "types",
         "events",
     }
 )
 _COMMON = frozenset({"type", "description", "auto"})
 PROP_TYPES: dict[str, frozenset[str]] = {
-    "enum": _COMMON | {"values"},
+    "enum": _COMMON | {"values", "aliases"},
     "bool": _COMMON,
     "int": _COMMON | {"min", "max"},
     "count": _COMMON | {"max"},
     "float": _COMMON | {"min", "max", "digits"},
-    "bucket": _COMMON | {"edges", "labels"},
+    "bucket": _COMMON | {"edges", "labels", "invalid"},
     "version": _COMMON | {"values"},
+    "number": _COMMON | {"min", "max", "digits"},
+    "string": _COMMON | {"pattern"},
+    "id": _COMMON | {"shape"},
     "model": _COMMON | {"vendor_prop"},
 }
+MODEL_RULES = ("known", "seed")
 _LIFECYCLE = ("initialized", "first_run")
 
 
@@ -119,9 +126,11 @@ class _Checker:
             self.bad("description", "must be a string")
         probes = self.env_probes()
         self.models()
+        self.model_tokens()
         types = self.types()
         events = self.events(types, AUTO_SOURCES | probes)
         self.lifecycle(events)
+        self.sampling(events)
 
     def env_probes(self) -> frozenset[str]:
         section = self.obj("env_probes", self.doc.get("env_probes", {}))
@@ -170,6 +179,62 @@ class _Checker:
                     compile_pattern(pattern)
                 except re.error as exc:
                     self.bad(f"{where}[{i}]", f"invalid pattern: {exc}")
+
+    def model_tokens(self) -> None:
+        section = self.obj("model_tokens", self.doc.get("model_tokens", {}))
+        if section is None:
+            return
+        self.keys("model_tokens", section, frozenset({"rule", "vendors", "token_pattern"}))
+        rule = section.get("rule", "known")
+        if rule not in MODEL_RULES:
+            self.bad("model_tokens.rule", f"must be one of {', '.join(MODEL_RULES)}, got {rule!r}")
+        if "vendors" in section:
+            self.tokens("model_tokens.vendors", section["vendors"])
+        elif rule == "seed":
+            self.bad("model_tokens.vendors", "the seed rule needs its vendor list")
+        if "token_pattern" in section:
+            self.pattern("model_tokens.token_pattern", section["token_pattern"])
+
+    def pattern(self, where: str, pattern: object) -> None:
+        if not isinstance(pattern, str) or not 0 < len(pattern) <= 200:
+            self.bad(where, "must be a pattern string of 1-200 chars")
+            return
+        try:
+            re.compile(pattern, re.ASCII)
+        except re.error as exc:
+            self.bad(where, f"invalid pattern: {exc}")
+
+    def sampling(self, events: frozenset[str]) -> None:
+        section = self.obj("sampling", self.doc.get("sampling", {}))
+        if section is None:
+            return
+        self.keys("sampling", section, frozenset({"rate_prop", "events"}))
+        rules = self.obj("sampling.events", section.get("events", {}))
+        rate_prop = section.get("rate_prop")
+        for event, rule in (rules or {}).items():
+            where = f"sampling.events.{event}"
+            if event not in events:
+                self.bad(where, "names no declared event")
+                continue
+            rule = self.obj(where, rule)
+            if rule is None:
+                continue
+            self.keys(where, rule, frozenset({"always_keep"}))
+            keep = self.obj(f"{where}.always_keep", rule.get("always_keep", {}))
+            for prop, when in (keep or {}).items():
+                ok = when == "present" or (
+                    isinstance(when, list) and when and all(isinstance(v, str) for v in when)
+                )
+                if not ok:
+                    self.bad(
+                        f"{where}.always_keep.{prop}",
+                        f"must be \"present\" or a list of values, got {when!r}",
+                    )
+            props = self.doc["events"][event].get("props", {})
+            if rate_prop is not None and rate_prop not in props:
+                self.bad(where, f"a sampled event must declare the rate property {rate_prop!r}")
+        if rate_prop is not None and not isinstance(rate_prop, str):
+            self.bad("sampling.rate_prop", "must be a property name")
 
     def types(self) -> frozenset[str]:
         section = self.obj("types", self.doc.get("types", {}))
@@ -247,7 +312,31 @@ class _Checker:
         if "description" in spec and not isinstance(spec["description"], str):
             self.bad(f"{where}.description", "must be a string")
         if kind == "enum":
-            self.tokens(f"{where}.values", spec.get("values"))
+            values = self.tokens(f"{where}.values", spec.get("values"))
+            aliases = self.obj(f"{where}.aliases", spec.get("aliases", {}))
+            for alias, target in (aliases or {}).items():
+                if not TOKEN_RE.fullmatch(alias) or target not in values:
+                    self.bad(
+                        f"{where}.aliases.{alias}",
+                        f"must map a token to one of the values, got {target!r}",
+                    )
+        elif kind == "number":
+            lo_ok = self.number(f"{where}.min", spec.get("min"))
+            hi_ok = self.number(f"{where}.max", spec.get("max"))
+            if lo_ok and hi_ok and spec["min"] > spec["max"]:
+                self.bad(f"{where}.max", "must not be less than min")
+            if "digits" in spec:
+                digits = spec["digits"]
+                if self.number(f"{where}.digits", digits, integer=True) and not 0 <= digits <= 6:
+                    self.bad(f"{where}.digits", "must be from 0 to 6")
+        elif kind == "string":
+            self.pattern(f"{where}.pattern", spec.get("pattern"))
+        elif kind == "id":
+            if spec.get("shape") not in ID_SHAPES:
+                self.bad(
+                    f"{where}.shape",
+                    f"must be one of {', '.join(ID_SHAPES)}, got {spec.get('shape')!r}",
+                )
         elif kind == "version" and "values" in spec:
             self.tokens(f"{where}.values", spec["values"])
         elif kind in ("int", "float"):
@@ -273,6 +362,8 @@ class _Checker:
                 )
 
     def bucket(self, where: str, spec: Mapping[str, Any]) -> None:
+        if spec.get("invalid", "drop") not in ("drop", "other"):
+            self.bad(f"{where}.invalid", f"must be 'drop' or 'other', got {spec['invalid']!r}")
         edges = spec.get("edges")
         if not isinstance(edges, list) or not edges:
             self.bad(f"{where}.edges", "must be a non-empty list of numbers")

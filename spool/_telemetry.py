@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import sys
 import time
 import weakref
@@ -21,11 +22,13 @@ from ._endpoint import validate_endpoint
 from ._env import check_env
 from ._errors import ConfigError
 from ._flush import FlushResult, run_flush
+from ._legacy import Legacy
 from ._lifecycle import lifecycle_events
 from ._losses import ERROR_PREFIX, Losses, split_errors
-from ._paths import UnsafeStateDir, default_state_dir, ensure_state_dir, validate_app
+from ._paths import UnsafeStateDir, default_state_dir, ensure_state_dir, env_prefix, validate_app
 from ._policy import Policy
 from ._purge import clear_state_dir, purge_state_dir
+from ._sampling import Sampler, keep_run, parse_rate
 from ._schema import Schema
 from ._sidecar import append_losses
 from ._store import Row, Spool, iso_time
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["Telemetry"]
 
 FORMATS = ("json", "otlp")
+_PREFIX_RE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 # A row without namedtuple's Python-level __new__ (a fifth of a microsecond).
 _new_row = tuple.__new__
 
@@ -63,10 +67,17 @@ class Telemetry:
         state_dir: str | os.PathLike[str] | None = None,
         format: str = "json",
         notice: str | None = None,
+        env_prefix: str | None = None,
+        startup_props: Mapping[str, object] | None = None,
+        legacy: Legacy | None = None,
         **policy_overrides: Any,
     ) -> None:
         env = os.environ
         self.app = validate_app(app)
+        # The environment variables' prefix: getpatter's app is "getpatter", its prefix PATTER.
+        self.env_prefix = _valid_prefix(env_prefix, self.app)
+        self._startup_props = dict(startup_props or {})  # lifecycle props only the host knows
+        self._legacy = legacy
         if not isinstance(version, str) or not version or len(version) > 64:
             raise ConfigError(
                 f"version must be a non-empty string of at most 64 chars, got {version!r}"
@@ -94,11 +105,12 @@ class Telemetry:
         # The argument is the programmer's (a bad one raises); the environment
         # is the user's: a bad value there is ignored and counted (see _env).
         endpoint = validate_endpoint(endpoint)
-        checked = check_env(self.app, env)
+        prefix = self.env_prefix
+        checked = check_env(self.app, env, prefix)
         self.endpoint = checked.endpoint or endpoint
         self.config_errors = checked.problems
         self.run_id = _ids.new_run_id()
-        self.debug = _consent.debug_mode(app, env)
+        self.debug = _consent.debug_mode(app, env, prefix)
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.decision = _consent.Decision(False, "not_started")
         # The one door for every loss this process records (see _losses).
@@ -112,6 +124,7 @@ class Telemetry:
         self._live_writer: Writer | None = None
         self._closed = False
         self._count_fn = self._count  # bound once: track() passes it per call
+        self._sampler = self._make_sampler(env)
         try:
             self._init_runtime(enabled)
         except Exception as exc:
@@ -129,6 +142,8 @@ class Telemetry:
             state_dir=self._state_dir_if_exists(),
             env=env,
             allow_in_ci=self.policy.allow_in_ci,
+            prefix=self.env_prefix,
+            legacy_markers=self._legacy.markers if self._legacy is not None else (),
         )
         if not self.decision.enabled:
             # Create nothing. A real opt-out also removes whatever an earlier
@@ -152,7 +167,7 @@ class Telemetry:
         path = self.state_dir
         if path is None:
             try:
-                path = default_state_dir(self.app)
+                path = default_state_dir(self.app, self.env_prefix)
             except Exception:  # platformdirs failing is a runtime fault, not a crash
                 return None
         try:
@@ -163,7 +178,7 @@ class Telemetry:
     def _start(self) -> None:
         try:
             if self.state_dir is None:
-                self.state_dir = default_state_dir(self.app)
+                self.state_dir = default_state_dir(self.app, self.env_prefix)
             ensure_state_dir(self.state_dir)
         except UnsafeStateDir as exc:
             self._fault = exc.reason
@@ -186,15 +201,25 @@ class Telemetry:
             self._writer.helper.kick("trigger")
         _register_exit(self)
         # The schema's lifecycle events; install.json is created here, on enabled runs only.
-        startup = lifecycle_events(self.schema, self.state_dir, self.version, self._count)
+        startup = lifecycle_events(
+            self.schema,
+            self.state_dir,
+            self.version,
+            self._count,
+            startup_props=self._startup_props,
+            legacy=self._legacy,
+        )
         for event, props in startup:
             self.track(event, **props)
-        _notice.maybe_show_notice(self.state_dir, app=self.app, text=self._notice, env=os.environ)
+        _notice.maybe_show_notice(
+            self.state_dir, app=self.app, text=self._notice, env=os.environ, prefix=self.env_prefix
+        )
 
     def _write_config(self, spool: Spool) -> None:
         """Store what the detached uploader needs, so it only needs the state dir."""
         config = {
             "app": self.app,
+            "env_prefix": self.env_prefix,
             "app_version": self.version,
             "endpoint": self.endpoint,
             "format": self.format,
@@ -220,6 +245,8 @@ class Telemetry:
     def _after_fork_in_child(self) -> None:
         # A forked child is a new run: its events must not share the parent's run id.
         self.run_id = _ids.new_run_id()
+        if self._sampler is not None:  # the keep decision is per run
+            self._sampler.keep = keep_run(self.run_id, self._sampler.rate)
         if self._writer is not None:
             self._writer.after_fork_in_child()  # resets the shared Losses too
         else:
@@ -229,6 +256,15 @@ class Telemetry:
     def track(self, name: str, **props: Any) -> None:
         """Record one event. Never raises, never does network I/O, never blocks."""
         try:
+            sampler = self._sampler  # None unless the rate is below 1
+            if (
+                sampler is not None
+                and name.__class__ is str
+                and name in sampler.events
+                and not sampler.apply(name, props)
+            ):
+                self._count("sampled")
+                return
             writer = self._live_writer
             if writer is None:
                 # Off, debug, closed, or no usable spool: the rare paths.
@@ -252,6 +288,15 @@ class Telemetry:
         except Exception:
             # The last line of defence: count it, never let it reach the host.
             self._count("error")
+
+    def _make_sampler(self, env: Mapping[str, str]) -> Sampler | None:
+        rate, valid = parse_rate(env.get(f"{self.env_prefix}_TELEMETRY_SAMPLE"))
+        if not valid:
+            self._count("invalid_env")
+        if rate >= 1.0 or not self.schema.sampleable:
+            return None
+        keep = keep_run(self.run_id, rate)
+        return Sampler(self.schema.sampleable, rate, keep, self.schema.sampling_rate_prop)
 
     def _track_without_spool(self, name: str, props: Mapping[str, Any]) -> None:
         if not self.decision.enabled:
@@ -449,6 +494,14 @@ def _time_or_none(spool: Spool, value: object) -> str | None:
         return value
     spool.bad_rows += 1  # a hand-edited upload state: shown as unknown, counted
     return None
+
+
+def _valid_prefix(prefix: object, app: str) -> str:
+    if prefix is None:
+        return env_prefix(app)
+    if not isinstance(prefix, str) or not _PREFIX_RE.fullmatch(prefix):
+        raise ConfigError(f"env_prefix must match {_PREFIX_RE.pattern}, got {prefix!r}")
+    return prefix
 
 
 # atexit holds only weak references: a Telemetry the host dropped is not kept alive.

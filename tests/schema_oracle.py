@@ -21,6 +21,19 @@ def allowed(schema: Schema, event: str, prop: str, value: Any, raw_props: dict[s
     kind = spec["type"]
     if kind == "enum":
         return isinstance(value, str) and (value in spec["values"] or value == "other")
+    if kind == "number":
+        return (
+            type(value) in (int, float)
+            and math.isfinite(value)
+            and spec["min"] <= value <= spec["max"]
+            and (
+                type(value) is int or "digits" not in spec or round(value, spec["digits"]) == value
+            )
+        )
+    if kind == "string":
+        return isinstance(value, str) and re.fullmatch(spec["pattern"], value) is not None
+    if kind == "id":
+        return isinstance(value, str) and re.fullmatch(r"[0-9a-f]{32}", value) is not None
     if kind == "bool":
         return value is True or value is False
     if kind in ("int", "count"):
@@ -34,11 +47,21 @@ def allowed(schema: Schema, event: str, prop: str, value: Any, raw_props: dict[s
             and round(value, spec.get("digits", 2)) == value
         )
     if kind == "bucket":
-        return isinstance(value, str) and value in spec["labels"]
+        other = spec.get("invalid") == "other" and value == "other"
+        return isinstance(value, str) and (value in spec["labels"] or other)
     if kind == "version":
         if value == "other" or value in spec.get("values", ()):
             return True
         return isinstance(value, str) and len(value) <= 32 and VERSION.fullmatch(value) is not None
+    if kind == "model" and schema.doc.get("model_tokens", {}).get("rule") == "seed":
+        # The seed's rule: "{vendor}-{token}" for a listed vendor, in the token shape.
+        vendors = schema.doc["model_tokens"]["vendors"]
+        shape = schema.doc["model_tokens"]["token_pattern"]
+        return (
+            isinstance(value, str)
+            and re.fullmatch(shape, value) is not None
+            and any(value.startswith(v + "-") and len(value) > len(v) + 1 for v in vendors)
+        )
     if kind == "model":
         if value == "other":
             return True

@@ -58,7 +58,7 @@ Schema.reference()
 os.setgid({NOBODY}); os.setuid({NOBODY})
 t = Telemetry("demo", "1.0.0", state_dir={str(state)!r})
 for i in range(5):
-    t.track("cli_command", command="eval")
+    t.track("cli_command", cli_command="eval")
 print(json.dumps(t.status()))
 """
     status = last_json(run_host(code).stdout)
@@ -78,7 +78,7 @@ def test_state_dir_owned_by_another_user_is_refused(tmp_path: Path) -> None:
     else:  # pragma: no cover - only a root run can give a dir away
         pytest.skip("cannot chown without root")
     with Telemetry("demo", "1.0.0", state_dir=state) as t:
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         status = t.status()
     assert status["dropped"].get("insecure_dir", 0) >= 1
     assert "owned by uid" in status["fault"]
@@ -91,7 +91,7 @@ def test_state_dir_writable_by_group_or_others_is_refused(tmp_path: Path, mode: 
     state.mkdir()
     os.chmod(state, mode)
     with Telemetry("demo", "1.0.0", state_dir=state) as t:
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         status = t.status()
     assert status["dropped"].get("insecure_dir", 0) >= 1
     assert "writable by group or others" in status["fault"]
@@ -113,7 +113,7 @@ def test_something_other_than_a_file_at_the_database_path_is_refused(
         (tmp_path / "elsewhere.db").write_bytes(b"")
         db.symlink_to(tmp_path / "elsewhere.db")
     with Telemetry("demo", "1.0.0", state_dir=state) as t:
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         status = t.status()
     assert status["dropped"].get("unusable_path", 0) >= 1
 
@@ -123,7 +123,7 @@ def test_a_file_that_is_not_a_database_is_moved_aside(state_dir: Path) -> None:
     state_dir.mkdir(mode=0o700)
     (state_dir / "spool.db").write_bytes(b"this is not a database, just text " * 200)
     with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         status = t.status()
     aside = [p for p in os.listdir(state_dir) if p.startswith("spool.db.corrupt-")]
     assert aside == [aside[0]] and aside[0].startswith("spool.db.corrupt-")
@@ -136,7 +136,7 @@ def test_a_database_corrupted_mid_use_is_moved_aside_and_spooling_continues(
 ) -> None:
     with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
         for _ in range(2000):
-            t.track("cli_command", command="eval")
+            t.track("cli_command", cli_command="eval")
     # Overwrite the events table's b-tree pages (8 pages from page 3) with garbage.
     path = state_dir / "spool.db"
     probe = sqlite3.connect(path)
@@ -147,7 +147,7 @@ def test_a_database_corrupted_mid_use_is_moved_aside_and_spooling_continues(
         f.write(b"\xde\xad\xbe\xef" * page * 2)
     with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
         for _ in range(3):
-            t.track("cli_command", command="eval")
+            t.track("cli_command", cli_command="eval")
         status = t.status()
     assert status["dropped"].get("corrupt", 0) >= 1
     assert any(p.startswith("spool.db.corrupt-") for p in os.listdir(state_dir))
@@ -204,13 +204,13 @@ def test_a_spool_locked_through_the_whole_open_is_opened_later_losing_nothing(
     state_dir: Path,
 ) -> None:
     with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
     holder = ExclusiveHolder(state_dir / "spool.db")
     try:
         t = Telemetry("demo", "1.0.0", state_dir=state_dir)
         assert t._writer is not None and t._writer.fault == "locked"
         for _ in range(20):
-            t.track("cli_command", command="eval")  # parked, never waiting
+            t.track("cli_command", cli_command="eval")  # parked, never waiting
         assert t._writer.buffered >= 20
     finally:
         holder.release()
@@ -222,12 +222,12 @@ def test_a_spool_locked_through_the_whole_open_is_opened_later_losing_nothing(
 
 def test_held_write_lock_buffers_events_then_writes_them(state_dir: Path) -> None:
     with Telemetry("demo", "1.0.0", state_dir=state_dir, buffer_events=50) as t:
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         before = _count_rows(state_dir)
         holder = ExternalWriter(state_dir / "spool.db")
         try:
             for _ in range(60):
-                t.track("cli_command", command="eval")  # returns at once: buffered
+                t.track("cli_command", cli_command="eval")  # returns at once: buffered
             status = t.status()
             assert status["buffered"] == 50
             assert status["dropped"].get("locked") == 10
@@ -238,17 +238,17 @@ def test_held_write_lock_buffers_events_then_writes_them(state_dir: Path) -> Non
         # status(), flush() and close() write the buffer at once.
         assert t.status()["buffered"] == 0
         assert _count_rows(state_dir) == before + 50
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         assert _count_rows(state_dir) == before + 51
         assert t.status()["errors"]["locked"] >= 1
 
 
 def test_buffer_is_written_at_close_when_the_lock_is_released(state_dir: Path) -> None:
     t = Telemetry("demo", "1.0.0", state_dir=state_dir)
-    t.track("cli_command", command="eval")
+    t.track("cli_command", cli_command="eval")
     holder = ExternalWriter(state_dir / "spool.db")
     for _ in range(5):
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
     holder.release()
     t.close()
     assert _count_rows(state_dir) == 6
@@ -267,7 +267,7 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
 t = Telemetry("demo", "1.0.0", state_dir={str(state)!r}, max_bytes=64 * 1024 * 1024,
               size_check_bytes=1024 * 1024)
 for i in range(20000):
-    t.track("cli_command", command="eval")
+    t.track("cli_command", cli_command="eval")
 print(json.dumps(t.status()))
 t.close()
 print("host still running")
@@ -283,7 +283,7 @@ print("host still running")
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this OS")
 def test_forked_child_appends_through_its_own_connection(state_dir: Path) -> None:
     t = Telemetry("demo", "1.0.0", state_dir=state_dir)
-    t.track("cli_command", command="eval")
+    t.track("cli_command", cli_command="eval")
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         code = 0
@@ -313,7 +313,7 @@ def test_four_processes_appending_at_once_lose_nothing(state_dir: Path) -> None:
 from spool import Telemetry
 t = Telemetry("demo", "1.0.0", state_dir={str(state_dir)!r})
 for i in range(10000):
-    t.track("cli_command", command="eval")
+    t.track("cli_command", cli_command="eval")
 """
     env = host_env()
     procs = [
@@ -334,17 +334,17 @@ def test_a_lock_held_for_long_stops_costing_each_track_a_wait(state_dir: Path) -
     # After 20 "locked" answers in a row, appends try once without waiting
     # (busy_timeout 0) until one succeeds; then the normal bounded wait returns.
     with Telemetry("demo", "1.0.0", state_dir=state_dir, lock_wait_ms=5) as t:
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         spool = t._writer.spool  # type: ignore[union-attr]
         assert spool is not None
         holder = ExternalWriter(state_dir / "spool.db")
         try:
             for _ in range(30):  # 20 "locked" answers in a row switch waiting off
-                t.track("cli_command", command="eval")
+                t.track("cli_command", cli_command="eval")
             assert spool.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0
         finally:
             holder.release()
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         assert spool.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5
         assert t.status()["buffered"] == 0
     assert _count_rows(state_dir) == 32

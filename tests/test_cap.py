@@ -30,7 +30,7 @@ def test_database_plus_wal_never_exceed_the_cap_under_a_flood(state_dir: Path) -
         "demo", "1.0.0", state_dir=state_dir, max_bytes=CAP, size_check_bytes=16 * 1024
     ) as t:
         for i in range(30_000):
-            t.track("cli_command", command="eval")
+            t.track("cli_command", cli_command="eval")
             if i % 100 == 0:
                 worst = max(worst, _disk(state_dir))
         status = t.status()
@@ -51,7 +51,7 @@ def test_eviction_removes_the_oldest_events_first(state_dir: Path) -> None:
         "demo", "1.0.0", state_dir=state_dir, max_bytes=CAP, size_check_bytes=16 * 1024
     ) as t:
         for _ in range(10_000):
-            t.track("cli_command", command="eval")
+            t.track("cli_command", cli_command="eval")
         t.track("cli_command", command="dashboard")
     db = sqlite3.connect(state_dir / "spool.db")
     last = db.execute("SELECT props FROM events ORDER BY id DESC LIMIT 1").fetchone()[0]
@@ -84,7 +84,7 @@ def test_events_older_than_max_age_expire_and_are_counted(state_dir: Path) -> No
     spool.close()
     # The next host start notices the oldest row is too old and expires it.
     with Telemetry("demo", "1.0.0", state_dir=state_dir, max_age_days=30) as t:
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         status = t.status()
     assert status["dropped"]["expired"] == 5
     assert status["queued"] >= 1
@@ -92,6 +92,6 @@ def test_events_older_than_max_age_expire_and_are_counted(state_dir: Path) -> No
 
 def test_an_oversized_event_is_refused_and_counted(state_dir: Path) -> None:
     with Telemetry("demo", "1.0.0", state_dir=state_dir, max_event_bytes=16) as t:
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         status = t.status()
     assert status["dropped"].get("too_large", 0) >= 1

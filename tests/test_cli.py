@@ -29,7 +29,7 @@ def make_spool(state_dir: Path, n: int = 5) -> dict[str, Any]:
     """A real spool written by a real Telemetry: n cli_command events and one drop."""
     with Telemetry(app="demo", version="1.2.3", state_dir=state_dir) as t:
         for i in range(n):
-            t.track("cli_command", command="eval" if i % 2 == 0 else "dashboard")
+            t.track("cli_command", cli_command="eval" if i % 2 == 0 else "dashboard")
         t.track("no_such_event", x=1)
         status = t.status()
     return status
@@ -93,8 +93,8 @@ def test_inspect_shows_the_queued_events_as_a_table(state_dir: Path) -> None:
     out = invoke(*at(state_dir, "inspect", "--event", "cli_command")).stdout
     lines = out.splitlines()
     assert lines[0].split() == ["id", "time", "(UTC)", "event", "props"]
-    assert sum('"command":"eval"' in line for line in lines) == 3
-    assert sum('"command":"dashboard"' in line for line in lines) == 2
+    assert sum('"cli_command":"eval"' in line for line in lines) == 3
+    assert sum('"cli_command":"dashboard"' in line for line in lines) == 2
     assert lines[-1].startswith("(5 of 5 queued events shown, oldest first;")
     assert "ctx_" not in "\n".join(lines[:-1])
 
@@ -112,7 +112,7 @@ def test_inspect_json_limit_and_event_filter(state_dir: Path) -> None:
     assert only["total"] == 5
     assert {e["name"] for e in only["events"]} == {"cli_command"}
     assert set(only["events"][0]) == {"id", "uuid", "name", "time", "run_id", "props", "size"}
-    assert only["events"][0]["props"]["command"] == "eval"
+    assert only["events"][0]["props"]["cli_command"] == "eval"
 
 
 def test_inspect_and_status_change_nothing_on_disk(state_dir: Path) -> None:
@@ -126,7 +126,7 @@ def test_inspect_and_status_change_nothing_on_disk(state_dir: Path) -> None:
 def test_inspect_works_while_a_host_is_writing(state_dir: Path) -> None:
     make_spool(state_dir, 3)
     with Telemetry(app="demo", version="1.2.3", state_dir=state_dir) as host:
-        host.track("cli_command", command="eval")
+        host.track("cli_command", cli_command="eval")
         # An external writer holds the write lock with an uncommitted row.
         writer = sqlite3.connect(state_dir / "spool.db", isolation_level=None)
         writer.execute("BEGIN IMMEDIATE")
@@ -137,7 +137,7 @@ def test_inspect_works_while_a_host_is_writing(state_dir: Path) -> None:
         data = json.loads(invoke(*at(state_dir, "inspect", "--json", "--all")).stdout)
         writer.execute("ROLLBACK")
         writer.close()
-        host.track("cli_command", command="dashboard")  # the host still writes
+        host.track("cli_command", cli_command="dashboard")  # the host still writes
         after = json.loads(invoke(*at(state_dir, "status", "--json")).stdout)
     names = [e["props"] for e in data["events"] if e["name"] == "cli_command"]
     assert len(names) == 4  # committed rows only; the open transaction is invisible
@@ -194,13 +194,13 @@ def test_purge_removes_events_drops_and_the_install_id(state_dir: Path) -> None:
     make_spool(state_dir, 5)
     (state_dir / "install.json").write_text('{"install_id": "x"}')
     with Telemetry(app="demo", version="1.2.3", state_dir=state_dir) as host:
-        host.track("cli_command", command="eval")
+        host.track("cli_command", cli_command="eval")
         data = json.loads(invoke(*at(state_dir, "purge", "--json")).stdout)
         assert data["cleared_events"] >= 6
         assert "install.json" in data["removed"]
         status = json.loads(invoke(*at(state_dir, "status", "--json")).stdout)
         assert (status["queued"], status["dropped"], status["install_id"]) == (0, {}, None)
-        host.track("cli_command", command="dashboard")  # the running host carries on
+        host.track("cli_command", cli_command="dashboard")  # the running host carries on
         assert host.status()["queued"] == 1
     assert not (state_dir / "install.json").exists()
 
@@ -221,7 +221,7 @@ def test_disable_leaves_only_the_marker_and_enable_starts_afresh(state_dir: Path
     assert os.listdir(state_dir) == ["disabled"]
     assert os.stat(state_dir / "disabled").st_mode & 0o777 == 0o600
     off = Telemetry(app="demo", version="1.2.3", state_dir=state_dir)
-    off.track("cli_command", command="eval")
+    off.track("cli_command", cli_command="eval")
     assert off.status()["reason"] == "marker"
     assert os.listdir(state_dir) == ["disabled"]
 
@@ -229,7 +229,7 @@ def test_disable_leaves_only_the_marker_and_enable_starts_afresh(state_dir: Path
     assert data["was_disabled"] is True and data["enabled"] is True
     assert not state_dir.exists()  # the marker was all there was
     with Telemetry(app="demo", version="1.2.3", state_dir=state_dir) as on:
-        on.track("cli_command", command="eval")
+        on.track("cli_command", cli_command="eval")
         assert on.status()["enabled"] is True
     install = state_dir / "install.json"
     if install.exists():  # a new install: never the old id

@@ -29,11 +29,11 @@ def test_a_swallowed_lock_error_reaches_status_and_the_collector(tmp_path: Path)
         with Telemetry(
             "demo", "1.0.0", state_dir=state, endpoint=c.url, trigger_interval_s=3600
         ) as t:
-            t.track("cli_command", command="eval")
+            t.track("cli_command", cli_command="eval")
             holder = ExternalWriter(state / "spool.db")
-            t.track("cli_command", command="eval")  # buffered, nothing lost
+            t.track("cli_command", cli_command="eval")  # buffered, nothing lost
             holder.release()
-            t.track("cli_command", command="eval")
+            t.track("cli_command", cli_command="eval")
             status = t.status()
             assert status["errors"].get("locked", 0) >= 1
             assert "error.locked" not in status["dropped"]
@@ -49,7 +49,7 @@ def test_upload_failures_are_reported_with_the_next_batch_that_gets_through(
 ) -> None:
     state = tmp_path / "state"
     with Telemetry("demo", "1.0.0", state_dir=state, trigger_interval_s=3600) as t:
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
     set_endpoint(state, f"http://127.0.0.1:{refused_port()}/v1/events")
     assert run_uploader(state, "--force")["outcome"] == "backoff"
     with collector(tmp_path / "c.db") as c:
@@ -65,7 +65,7 @@ def test_a_replayed_batch_does_not_count_its_drop_report_twice(tmp_path: Path) -
     state = tmp_path / "state"
     with Telemetry("demo", "1.0.0", state_dir=state, trigger_interval_s=3600) as t:
         for _ in range(5):
-            t.track("cli_command", command="eval", secret="x@example.com")
+            t.track("cli_command", cli_command="eval", secret="x@example.com")
     with collector(tmp_path / "c.db") as c:
         set_endpoint(state, c.url)
         env = child_env(TELESPOOL_TEST_PAUSE_AFTER_POST="30")
@@ -89,10 +89,10 @@ def test_telespool_status_shows_errors_apart_from_dropped_events(tmp_path: Path)
 
     state = tmp_path / "state"
     with Telemetry("demo", "1.0.0", state_dir=state) as t:
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         t.track("no_such_event")
         holder = ExternalWriter(state / "spool.db")
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         holder.release()
     result = CliRunner().invoke(
         cli, ["--app", "demo", "--state-dir", str(state), "status", "--json"]

@@ -30,7 +30,7 @@ def test_telemetry_flush_delivers_what_the_host_tracked(tmp_path: Path, state_di
     with collector(tmp_path / "c.db") as c:
         t = Telemetry(app="demo", version="1.0.0", endpoint=c.url, state_dir=state_dir)
         for _ in range(10):
-            t.track("cli_command", command="eval")
+            t.track("cli_command", cli_command="eval")
         n = t.status()["queued"]
         result = t.flush(timeout=30)
         assert result.outcome == "empty" and result.sent == n

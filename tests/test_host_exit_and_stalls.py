@@ -27,7 +27,7 @@ def _count(state_dir: Path, command: str) -> int:
     try:
         return int(
             db.execute(
-                "SELECT count(*) FROM events WHERE json_extract(props, '$.command') = ?",
+                "SELECT count(*) FROM events WHERE json_extract(props, '$.cli_command') = ?",
                 (command,),
             ).fetchone()[0]
         )
@@ -37,7 +37,7 @@ def _count(state_dir: Path, command: str) -> int:
 
 def test_exit_under_an_inspectors_lock_stores_or_counts_every_event(state_dir: Path) -> None:
     with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
-        t.track("cli_command", command="eval")  # the spool exists before the inspector opens it
+        t.track("cli_command", cli_command="eval")  # the spool exists before the inspector opens it
     holder = ExternalWriter(state_dir / "spool.db")
     try:
         run_host(
@@ -45,7 +45,7 @@ def test_exit_under_an_inspectors_lock_stores_or_counts_every_event(state_dir: P
             from spool import Telemetry
             t = Telemetry("demo", "1.0.0", state_dir={str(state_dir)!r})
             for _ in range(11):
-                t.track("cli_command", command="dashboard")
+                t.track("cli_command", cli_command="dashboard")
             """
         )
     finally:
@@ -65,11 +65,11 @@ def test_events_tracked_after_close_are_counted(state_dir: Path) -> None:
 
         def late_hook():
             # Registered before telespool's own hook, so it runs after it.
-            t.track("cli_command", command="eval")
+            t.track("cli_command", cli_command="eval")
 
         atexit.register(late_hook)
         t = Telemetry("demo", "1.0.0", state_dir={str(state_dir)!r})
-        t.track("cli_command", command="dashboard")
+        t.track("cli_command", cli_command="dashboard")
         t2 = t
         """
     )
@@ -94,7 +94,7 @@ def test_a_long_lived_host_never_spawns_the_uploader_inside_track(state_dir: Pat
         deadline = time.monotonic() + 60
         while not spawns and time.monotonic() < deadline:
             for _ in range(20):
-                t.track("cli_command", command="eval")
+                t.track("cli_command", cli_command="eval")
             time.sleep(0.01)
         print(json.dumps({{"spawns": spawns}}))
         """
@@ -122,7 +122,7 @@ def test_a_flood_at_the_cap_stays_under_it_and_never_evicts_inline(state_dir: Pa
         peak = 0
         flood = 6_000  # about 3x what the cap holds
         for i in range(flood):
-            t.track("cli_command", command="dashboard")
+            t.track("cli_command", cli_command="dashboard")
             if i % 50 == 0:
                 peak = max(peak, writer.spool.disk_bytes())
         conn.set_trace_callback(None)

@@ -42,7 +42,7 @@ stop = threading.Event()
 def churn():
     # The parent never stops appending while it forks.
     while not stop.is_set():
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
 
 threads = [threading.Thread(target=churn) for _ in range(2)]
 for th in threads:
@@ -52,7 +52,7 @@ for _ in range(forks):
     pid = os.fork()
     if pid == 0:
         for _ in range(20):
-            t.track("cli_command", command="dashboard")
+            t.track("cli_command", cli_command="dashboard")
         t.close()
         s = t.status()
         os._exit(0 if s["dropped"] == {} else 3)
@@ -89,7 +89,7 @@ def test_a_hundred_forks_while_a_thread_appends_never_hang_and_store_everything(
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["hung"] == 0, result
     assert result["codes"] == [0] * 100, result
-    assert _count(state, "json_extract(props, '$.command') = 'dashboard'") == 100 * 20
+    assert _count(state, "json_extract(props, '$.cli_command') = 'dashboard'") == 100 * 20
 
 
 MP_HOST = """
@@ -100,7 +100,7 @@ def work(args):
     state, n = args
     t = TELEMETRY if TELEMETRY is not None else Telemetry("demo", "1.0.0", state_dir=state)
     for _ in range(n):
-        t.track("cli_command", command="dashboard")
+        t.track("cli_command", cli_command="dashboard")
     return n
 
 TELEMETRY = None
@@ -113,7 +113,7 @@ if __name__ == "__main__":
         stop = threading.Event()
         def churn():
             while not stop.is_set():
-                TELEMETRY.track("cli_command", command="eval")
+                TELEMETRY.track("cli_command", cli_command="eval")
         th = threading.Thread(target=churn)
         th.start()
     ctx = mp.get_context(method)
@@ -143,7 +143,7 @@ def test_multiprocessing_workers_store_every_event(tmp_path: Path, method: str) 
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])["total"] == 16 * 50
-    assert _count(state, "json_extract(props, '$.command') = 'dashboard'") == 16 * 50
+    assert _count(state, "json_extract(props, '$.cli_command') = 'dashboard'") == 16 * 50
 
 
 WSGI_APP = """
@@ -157,12 +157,12 @@ _stop = threading.Event()
 def _churn():
     # The master keeps tracking from a thread while gunicorn forks workers.
     while not _stop.wait(0.0005):
-        telemetry.track("cli_command", command="eval")
+        telemetry.track("cli_command", cli_command="eval")
 
 threading.Thread(target=_churn, daemon=True).start()
 
 def app(environ, start_response):
-    telemetry.track("cli_command", command="dashboard")
+    telemetry.track("cli_command", cli_command="dashboard")
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [str(os.getpid()).encode()]
 """
@@ -210,4 +210,4 @@ def test_gunicorn_preload_workers_store_every_requests_event(tmp_path: Path) -> 
         except subprocess.TimeoutExpired:
             server.kill()
             raise
-    assert _count(state, "json_extract(props, '$.command') = 'dashboard'") == 400
+    assert _count(state, "json_extract(props, '$.cli_command') = 'dashboard'") == 400

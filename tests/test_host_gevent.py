@@ -36,7 +36,7 @@ def test_wal_maintenance_under_gevent_runs_on_a_real_os_thread(state_dir: Path) 
         tasks = 0
         for _ in range(40):
             for _ in range(100):
-                t.track("cli_command", command="eval")
+                t.track("cli_command", cli_command="eval")
             gevent.sleep(0.02)  # a pause: the helper checkpoints and restarts the WAL
             tasks = max(tasks, len(os.listdir("/proc/self/task")))
         spool = t._writer.spool

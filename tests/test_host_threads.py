@@ -39,7 +39,7 @@ def test_a_burst_of_threads_stores_every_event(state_dir: Path, threads: int) ->
             def work() -> None:
                 start.wait()
                 for _ in range(per_thread):
-                    t.track("cli_command", command="eval")
+                    t.track("cli_command", cli_command="eval")
 
             pool = [threading.Thread(target=work) for _ in range(threads)]
             for th in pool:

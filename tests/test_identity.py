@@ -110,7 +110,7 @@ def test_racing_processes_agree_on_exactly_one_first_run(state_dir: Path) -> Non
 # -- through the facade ------------------------------------------------------------------
 def test_an_opted_out_run_creates_no_install_file(state_dir: Path) -> None:
     with Telemetry("demo", "1.0.0", state_dir=state_dir, enabled=False) as t:
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
     assert not state_dir.exists()
 
 
@@ -145,7 +145,7 @@ def test_an_unusable_install_file_costs_only_the_lifecycle_events(state_dir: Pat
     (state_dir / "install.json").mkdir(parents=True)  # a directory where the file belongs
     os.chmod(state_dir, 0o700)
     with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         status = t.status()
     assert status["queued"] == 1
     assert status["dropped"] == {"identity_error": 1}

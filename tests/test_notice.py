@@ -21,7 +21,7 @@ import json, sys
 from spool import Telemetry
 kw = json.loads(sys.argv[1])
 t = Telemetry(app="demo", version="1.0.0", state_dir=sys.argv[2], **kw)
-t.track("cli_command", command="eval")
+t.track("cli_command", cli_command="eval")
 t.close()
 """
 

@@ -27,7 +27,7 @@ kw = {"state_dir": cfg["state_dir"]} if cfg.get("state_dir") else {}
 t = Telemetry(app="demo", version="1.0.0", endpoint=cfg["endpoint"],
               enabled=cfg.get("enabled", True), **kw)
 for _ in range(50):
-    t.track("cli_command", command="eval")
+    t.track("cli_command", cli_command="eval")
 result = t.flush(timeout=10)
 print(json.dumps({"enabled": t.decision.enabled, "reason": t.decision.reason,
                   "flush": result.outcome, "state_dir": t.status()["state_dir"]}))
@@ -216,7 +216,7 @@ def test_debug_prints_events_and_stores_and_sends_nothing(
     lines = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
     commands = [line for line in lines if line["name"] == "cli_command"]
     assert len(commands) == 50
-    assert commands[0]["props"]["command"] == "eval"
+    assert commands[0]["props"]["cli_command"] == "eval"
     assert json.loads(proc.stdout.splitlines()[-1])["flush"] == "disabled"
     assert_left_nothing(sandbox, listener, before)
 
@@ -225,7 +225,7 @@ def test_debug_sanitizes_before_printing(sandbox: Path, listener: Listener) -> N
     code = """
 from spool import Telemetry
 t = Telemetry(app="demo", version="1.0.0", endpoint=None)
-t.track("cli_command", command="rm -rf /home/alice", secret="hunter2")
+t.track("cli_command", cli_command="rm -rf /home/alice", secret="hunter2")
 t.track("no_such_event", x=1)
 """
     env = clean_env(sandbox / "home", DEMO_TELEMETRY_DEBUG="1")
@@ -234,7 +234,7 @@ t.track("no_such_event", x=1)
     lines = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
     commands = [line for line in lines if line["name"] == "cli_command"]
     assert len(commands) == 1
-    assert commands[0]["props"]["command"] == "other"
+    assert commands[0]["props"]["cli_command"] == "other"
     assert "secret" not in commands[0]["props"]
     assert "no_such_event" not in proc.stderr
     assert "hunter2" not in proc.stderr and "alice" not in proc.stderr

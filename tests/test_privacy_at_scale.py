@@ -35,13 +35,13 @@ import pytest
 from spool import Schema
 from tests.hosts import host_env, last_json, run_host
 from tests.loopback import Listener
+from tests.schema_oracle import allowed
 from tests.servers import Collector, collector, run_uploader
 from tests.test_sanitizer_properties import (
     CONTEXT_KEYS,
     EvilFloat,
     EvilStr,
     RaisingStr,
-    assert_only_allowlisted,
 )
 
 SCHEMA = Schema.reference()
@@ -239,7 +239,9 @@ def _check_envelope(env: dict[str, Any]) -> list[str]:
         assert type(name) is str and name in SCHEMA.events
         props = event["props"]
         assert {k: props[k] for k in CONTEXT_KEYS} == context
-        assert_only_allowlisted(name, {k: v for k, v in props.items() if k not in context}, {})
+        for key, value in props.items():
+            if key not in context:
+                assert key in SCHEMA.props[name] and allowed(SCHEMA, name, key, value, {})
     return [event["id"] for event in env["events"]]
 
 

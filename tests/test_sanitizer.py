@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from spool import Schema
 from spool._models import ModelSanitizer
+from tests.format_fixture import FIXTURE
 
-SCHEMA = Schema.reference()
+SCHEMA = FIXTURE
 
 
 def sanitize(name: Any, **props: Any) -> tuple[dict[str, object] | None, Counter[str]]:
@@ -41,13 +41,13 @@ def test_a_non_string_event_name_is_an_unknown_event(name: object) -> None:
 
 
 def test_unknown_property_is_removed_and_counted() -> None:
-    clean, counts = sanitize("cli_command", command="eval", path="/home/jane/x", email="j@x.io")
+    clean, counts = sanitize("cli_command", cli_command="eval", path="/home/jane/x", email="j@x.io")
     assert clean == {"command": "eval"}
     assert counts == Counter(unknown_property=2)
 
 
 def test_context_keys_cannot_be_set_by_the_host() -> None:
-    clean, counts = sanitize("cli_command", command="eval", ctx_app_version="jane@example.com")
+    clean, counts = sanitize("cli_command", cli_command="eval", ctx_app_version="jane@example.com")
     assert clean == {"command": "eval"} and counts == Counter(unknown_property=1)
 
 
@@ -64,10 +64,17 @@ def test_a_str_enum_member_passes_as_its_plain_value() -> None:
     assert clean == {"direction": "inbound"} and type(clean["direction"]) is str
 
 
-@pytest.mark.parametrize("value", [1, "true", None, [True]])
+@pytest.mark.parametrize("value", [1, "true", [True]])
 def test_a_bool_property_takes_only_bools(value: object) -> None:
     clean, counts = sanitize("agent_configured", noise_reduction=value)
     assert clean == {} and counts == Counter(invalid_value=1)
+
+
+@pytest.mark.parametrize("prop", ["noise_reduction", "engine", "latency_ms", "nope"])
+def test_a_none_value_is_absent_and_not_counted(prop: str) -> None:
+    # ``direction=maybe_known`` is the host saying "unknown", as getpatter's build_event reads it.
+    event = "call_completed" if prop in ("engine", "latency_ms") else "agent_configured"
+    assert sanitize(event, **{prop: None}) == ({}, Counter())
 
 
 @pytest.mark.parametrize(

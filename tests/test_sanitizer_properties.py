@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spool import Schema, Telemetry, _ids
+from tests.format_fixture import FIXTURE
 from tests.schema_oracle import allowed
 
-SCHEMA = Schema.reference()
+SCHEMA = FIXTURE
 EVENTS = sorted(SCHEMA.events)
 PROPS = sorted({p for e in EVENTS for p in SCHEMA.props[e]})
 CONTEXT_KEYS = set(SCHEMA.context("1.0.0"))
@@ -92,6 +93,21 @@ names = st.one_of(st.sampled_from(EVENTS), pii_text, st.text(max_size=8).map(Evi
 keys = st.one_of(st.sampled_from(PROPS), st.sampled_from(sorted(CONTEXT_KEYS)), pii_text)
 props_strategy = st.dictionaries(keys, values, max_size=8)
 
+# The reference schema (getpatter's v8) uses the types the fixture does not:
+# number, shaped string, id, enum aliases and the seed's model rule.
+REFERENCE = Schema.reference()
+REF_EVENTS = sorted(REFERENCE.events)
+REF_PROPS = sorted({p for e in REF_EVENTS for p in REFERENCE.props[e]})
+ref_scalars = st.one_of(
+    scalars,
+    st.text(alphabet="0123456789abcdef", min_size=31, max_size=33),  # near call_uid
+    st.sampled_from(["cartesia_stt", "openai_tts", "Sonic_2-20250101", "4_6", "1_7", "error"]),
+    st.floats(min_value=-2, max_value=2),
+)
+ref_names = st.one_of(st.sampled_from(REF_EVENTS), pii_text)
+ref_keys = st.one_of(st.sampled_from(REF_PROPS), pii_text)
+ref_props_strategy = st.dictionaries(ref_keys, ref_scalars, max_size=10)
+
 
 def assert_only_allowlisted(event: str, clean: dict[str, Any], raw: dict[str, Any]) -> None:
     for key, value in clean.items():
@@ -121,7 +137,8 @@ def test_sanitize_stores_only_schema_keys_and_allowlisted_values(
         return
     assert type(name) is str and name in SCHEMA.events
     assert_only_allowlisted(name, clean, props)
-    removed = sum(1 for k in props if k not in clean)
+    # None is absent (not counted); every other removal is.
+    removed = sum(1 for k, v in props.items() if k not in clean and v is not None)
     assert counts["unknown_property"] + counts["invalid_value"] >= removed
     json.dumps(clean, allow_nan=False)  # always encodable, strictly
 
@@ -136,8 +153,42 @@ def test_the_call_paths_fused_sanitizer_equals_sanitize_then_json(
     name: Any, props: dict[str, Any], tail: str
 ) -> None:
     """track() uses sanitize_json; it must keep, coerce, drop and count as sanitize does."""
+    _fused_equals_sanitize(SCHEMA, name, props, tail)
+
+
+@settings(
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(name=ref_names, props=ref_props_strategy, tail=st.sampled_from(["", CONTEXT_JSON]))
+def test_the_fused_sanitizer_equals_sanitize_then_json_on_the_reference_schema(
+    name: Any, props: dict[str, Any], tail: str
+) -> None:
+    _fused_equals_sanitize(REFERENCE, name, props, tail)
+
+
+@settings(
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(name=ref_names, props=ref_props_strategy)
+def test_the_reference_schema_stores_only_allowlisted_values(
+    name: Any, props: dict[str, Any]
+) -> None:
+    clean = REFERENCE.sanitize(name, props, lambda reason: None)
+    if clean is None:
+        return
+    for key, value in clean.items():
+        assert allowed(REFERENCE, name, key, value, props), (name, key, value)
+    json.dumps(clean, allow_nan=False)
+
+
+def _fused_equals_sanitize(schema: Schema, name: Any, props: dict[str, Any], tail: str) -> None:
     counts: Counter[str] = Counter()
     fused_counts: Counter[str] = Counter()
+    SCHEMA = schema  # the body below reads as the fixture test did
     clean = SCHEMA.sanitize(name, props, lambda reason: counts.update([reason]))
     fused = SCHEMA.sanitize_json(name, props, lambda reason: fused_counts.update([reason]), tail)
     assert fused_counts == counts
@@ -161,7 +212,7 @@ def test_what_reaches_a_real_spool_is_only_allowlisted(
     tmp_path: Path, batch: list[tuple[Any, dict[str, Any]]]
 ) -> None:
     state = tmp_path / _ids.new_run_id()
-    with Telemetry("demo", "1.0.0", state_dir=state, allow_in_ci=True) as t:
+    with Telemetry("demo", "1.0.0", schema=SCHEMA, state_dir=state, allow_in_ci=True) as t:
         for name, props in batch:
             t.track(name, **{k: v for k, v in props.items() if isinstance(k, str)})
     db = sqlite3.connect(state / "spool.db")

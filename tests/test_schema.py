@@ -30,9 +30,9 @@ def problems(doc: Any) -> list[str]:
     return info.value.problems
 
 
-def test_the_reference_schema_loads_and_is_version_5() -> None:
+def test_the_reference_schema_loads_and_is_getpatters_version_8() -> None:
     schema = Schema.reference()
-    assert (schema.name, schema.version) == ("voice-agent-sdk", 5)
+    assert (schema.name, schema.version) == ("voice-agent-sdk", 8)
     assert schema.hash.startswith("sha256:") and len(schema.hash) == 7 + 64
     assert schema.events == {
         "sdk_initialized",
@@ -42,6 +42,7 @@ def test_the_reference_schema_loads_and_is_version_5() -> None:
         "agent_configured",
         "call_started",
         "call_completed",
+        "config_incomplete",
     }
 
 
@@ -54,7 +55,7 @@ def test_the_hash_is_of_canonical_json_so_formatting_does_not_change_it(tmp_path
 
 def test_any_change_changes_the_hash() -> None:
     doc = json.loads(REFERENCE.read_text())
-    doc["events"]["cli_command"]["props"]["command"]["values"].append("deploy")
+    doc["events"]["cli_command"]["props"]["cli_command"]["values"].append("deploy")
     assert Schema(doc).hash != Schema.reference().hash
 
 

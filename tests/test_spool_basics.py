@@ -21,7 +21,7 @@ from .hosts import host_env, run_host
 def test_tracked_events_are_readable_rows(state_dir: Path) -> None:
     with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
         for _ in range(3):
-            t.track("cli_command", command="eval")
+            t.track("cli_command", cli_command="eval")
         assert t.status()["queued"] >= 3
     db = sqlite3.connect(state_dir / "spool.db")
     rows = db.execute("SELECT uuid, name, time, run_id, props, size FROM events").fetchall()
@@ -39,7 +39,7 @@ def test_tracked_events_are_readable_rows(state_dir: Path) -> None:
 
 def test_state_dir_is_0700_and_files_0600(state_dir: Path) -> None:
     with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         assert stat.S_IMODE(os.stat(state_dir).st_mode) == 0o700
         for name in os.listdir(state_dir):
             mode = stat.S_IMODE(os.stat(state_dir / name).st_mode)
@@ -56,7 +56,7 @@ def test_sqlite3_cli_reads_rows_while_a_host_appends(tmp_path: Path) -> None:
 import sys, time
 from spool import Telemetry
 t = Telemetry("demo", "1.0.0", state_dir={str(state)!r})
-t.track("cli_command", command="eval")
+t.track("cli_command", cli_command="eval")
 print("ready", flush=True)
 for i in range(20000):
     t.track("cli_command", command="dashboard")
@@ -144,7 +144,7 @@ def test_track_never_raises_whatever_it_is_given(state_dir: Path) -> None:
 
 def test_status_is_json_serializable_and_has_the_contract_keys(state_dir: Path) -> None:
     with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         status = t.status()
     json.dumps(status)
     for key in (
@@ -165,12 +165,12 @@ def test_close_is_idempotent_and_track_after_close_is_a_no_op(state_dir: Path) -
     t = Telemetry("demo", "1.0.0", state_dir=state_dir)
     t.close()
     t.close()
-    t.track("cli_command", command="eval")
+    t.track("cli_command", cli_command="eval")
 
 
 def test_purge_deletes_events_and_drops(state_dir: Path) -> None:
     with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         t.track("no_such_event_anywhere")
         t.purge()
         status = t.status()
@@ -182,7 +182,7 @@ def test_a_second_host_run_appends_to_the_same_spool(state_dir: Path) -> None:
     code = f"""
 from spool import Telemetry
 with Telemetry("demo", "1.0.0", state_dir={str(state_dir)!r}) as t:
-    t.track("cli_command", command="eval")
+    t.track("cli_command", cli_command="eval")
 """
     run_host(code)
     run_host(code)

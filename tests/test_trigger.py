@@ -53,7 +53,7 @@ def test_exit_starts_a_detached_uploader_that_delivers(tmp_path: Path, state_dir
     with collector(tmp_path / "c.db") as c:
         t = Telemetry(app="demo", version="1.0.0", endpoint=c.url, state_dir=state_dir)
         for _ in range(20):
-            t.track("cli_command", command="eval")
+            t.track("cli_command", cli_command="eval")
         n = t.status()["queued"]
         t.close()  # what atexit runs
         wait_for(lambda: c.stats()["events"] == n)
@@ -67,7 +67,7 @@ def test_hundred_offline_runs_spawn_only_a_handful(state_dir: Path) -> None:
     spawned = 0
     for _ in range(100):
         t = Telemetry(app="demo", version="1.0.0", endpoint=endpoint, state_dir=state_dir)
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         t.close()
         assert t._trigger is not None
         spawned += t._trigger.spawned
@@ -85,7 +85,7 @@ def test_a_long_lived_host_triggers_from_track(tmp_path: Path, state_dir: Path) 
             trigger_interval_s=0.0,
         )
         for _ in range(60):
-            t.track("cli_command", command="eval")
+            t.track("cli_command", cli_command="eval")
         # The check and the spawn run on the helper thread, never in track().
         trigger = t._trigger
         assert trigger is not None
@@ -108,7 +108,7 @@ def test_the_child_runs_in_its_own_session_with_stdio_on_devnull(state_dir: Path
         # say) must not be held open by the detached uploader.
         r, w = os.pipe()
         os.set_inheritable(w, True)
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         t.close()
         child = _trigger._CHILDREN[-1]
         pipe_inode = os.fstat(w).st_ino
@@ -141,7 +141,7 @@ def test_never_spawns_when_opted_out_debug_or_without_endpoint(
     else:
         endpoint = None
     t = Telemetry(app="demo", version="1.0.0", endpoint=endpoint, state_dir=state_dir)
-    t.track("cli_command", command="eval")
+    t.track("cli_command", cli_command="eval")
     t.close()
     assert _trigger._CHILDREN == []
     assert t._trigger is None

@@ -177,6 +177,7 @@ class _Pass:
             return
         app = str(config.get("app", ""))
         self.app = app
+        self.env_prefix = config.get("env_prefix")  # e.g. PATTER for app getpatter
         self._check_consent()
         endpoint = config.get("endpoint")
         if not endpoint:
@@ -339,7 +340,9 @@ class _Pass:
             pass  # the outcome still reaches --progress; the spool itself is the fault
 
     def _check_consent(self) -> None:
-        if (self.state_dir / MARKER_NAME).exists() or kill_switch(self.app, self.env):
+        if (self.state_dir / MARKER_NAME).exists() or kill_switch(
+            self.app, self.env, getattr(self, "env_prefix", None)
+        ):
             raise _OptedOut()
 
     def _emit(self, remaining: int) -> None:
