@@ -186,6 +186,8 @@ class _Pass:
             str(endpoint),
             connect_timeout_s=policy.connect_timeout_s,
             read_timeout_s=policy.read_timeout_s,
+            proxy=policy.proxy,
+            env=self.env,
         )
         header = EnvelopeHeader.from_config(config, _install_id(self.state_dir))
         backoff = Backoff(
