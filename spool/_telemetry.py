@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Telemetry"]
 
-FORMATS = ("json", "otlp")
+FORMATS = ("json", "otlp", "otlp-proto")
 # A row without namedtuple's Python-level __new__ (a fifth of a microsecond).
 _new_row = tuple.__new__
 
