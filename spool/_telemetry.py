@@ -17,12 +17,12 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import _consent, _ids, _notice
+from . import _consent, _ids, _notice, _serverless
 from ._endpoint import validate_endpoint
 from ._errors import ConfigError
 from ._flush import FlushResult, run_flush
 from ._lifecycle import lifecycle_events
-from ._paths import UnsafeStateDir, default_state_dir, ensure_state_dir, env_prefix, validate_app
+from ._paths import UnsafeStateDir, ensure_state_dir, env_prefix, validate_app
 from ._policy import Policy
 from ._purge import purge_state_dir
 from ._schema import Schema
@@ -137,7 +137,7 @@ class Telemetry:
         path = self.state_dir
         if path is None:
             try:
-                path = default_state_dir(self.app)
+                path = _serverless.default_state_dir(self.app, os.environ, create=False)
             except Exception:  # platformdirs failing is a runtime fault, not a crash
                 return None
         try:
@@ -148,7 +148,7 @@ class Telemetry:
     def _start(self) -> None:
         try:
             if self.state_dir is None:
-                self.state_dir = default_state_dir(self.app)
+                self.state_dir = _serverless.default_state_dir(self.app, os.environ, create=True)
             ensure_state_dir(self.state_dir)
         except UnsafeStateDir as exc:
             self._fault = exc.reason
