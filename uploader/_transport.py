@@ -18,6 +18,7 @@ error detail this module returns (stored as ``last_error``, shown by
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Mapping
 from typing import Any
@@ -58,8 +59,6 @@ class Transport:
         proxy: str = "",
         env: Mapping[str, str] | None = None,
     ) -> None:
-        import os
-
         env = os.environ if env is None else env
         # Raises spool.ConfigError (a ValueError) for http to a non-loopback host.
         self.endpoint = validate_endpoint(endpoint) or ""
