@@ -73,6 +73,9 @@ class Policy(Record):
     backoff_base_s: float = 60.0
     # Never wait longer than this between attempts, nor honour a longer Retry-After.
     backoff_max_s: float = 6 * 3600.0
+    # "" follows HTTPS_PROXY/NO_PROXY...; "direct" ignores them; a URL is the proxy for a
+    # host that configures one in code. Stored in the spool, so never with credentials.
+    proxy: str = ""
 
     # -- consent ----------------------------------------------------------------
     # CI runs are not users; telemetry is off there unless a maintainer opts in.
@@ -89,7 +92,10 @@ class Policy(Record):
                     f"unknown telemetry policy option {name!r}; known: {', '.join(sorted(known))}"
                 )
             default = getattr(cls, name)
-            if isinstance(default, bool):
+            if isinstance(default, str):
+                if not isinstance(value, str):
+                    raise ConfigError(f"policy option {name!r} must be a string, got {value!r}")
+            elif isinstance(default, bool):
                 if not isinstance(value, bool):
                     raise ConfigError(f"policy option {name!r} must be a bool, got {value!r}")
             elif isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -131,6 +137,8 @@ class Policy(Record):
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.backoff_max_s < self.backoff_base_s:
             raise ConfigError("backoff_max_s must be at least backoff_base_s")
+        if self.proxy not in ("", "direct"):
+            _check_proxy_url(self.proxy)
         if self.size_check_bytes > self.max_bytes // 8:
             raise ConfigError("size_check_bytes must be at most max_bytes / 8 so the cap holds")
 
@@ -146,6 +154,7 @@ class Policy(Record):
             "backoff_max_s",
             "max_bytes",
             "max_age_days",
+            "proxy",
         )
         return {k: getattr(self, k) for k in keys}
 
@@ -157,6 +166,24 @@ class Policy(Record):
             return cls.from_overrides({k: v for k, v in settings.items() if k in known})
         except ValueError:
             return cls()
+
+
+def _check_proxy_url(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url if "://" in url else "http://" + url)
+        _ = parts.port
+    except ValueError:
+        raise ConfigError("proxy must be a URL like http://proxy.example:3128") from None
+    if not parts.hostname:
+        raise ConfigError("proxy must be a URL like http://proxy.example:3128")
+    if parts.username is not None or parts.password is not None:
+        # Never echo the value: it holds a secret.
+        raise ConfigError(
+            "proxy must not embed credentials (they would be stored in the spool); "
+            "set them in HTTPS_PROXY for the same proxy instead"
+        )
 
 
 # Every annotated class attribute above is a field (``__annotations__`` holds

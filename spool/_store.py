@@ -106,6 +106,10 @@ def classify_error(exc: BaseException) -> str:
             return "io_error"
     message = str(exc).lower()
     # Python < 3.11 has no sqlite_errorcode: fall back to SQLite's fixed messages.
+    # IOERR_WRITE has only the generic "disk I/O error" there; under a file-size
+    # limit that is EFBIG, the limit refusing a write as a full disk would.
+    if code is None and message == "disk i/o error" and _file_size_limited():
+        return "disk_full"
     for needle, reason in (
         ("locked", "locked"),
         ("busy", "locked"),
@@ -127,6 +131,14 @@ def classify_error(exc: BaseException) -> str:
             return "unwritable"
         return "io_error"
     return "error"
+
+
+def _file_size_limited() -> bool:
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        return False
+    return resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY
 
 
 def wal_limits(policy: Policy) -> tuple[int, int]:

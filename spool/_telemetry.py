@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import _consent, _ids, _notice
+from . import _consent, _ids, _notice, _serverless
 from ._endpoint import validate_endpoint
 from ._env import check_env
 from ._errors import ConfigError
@@ -25,7 +25,7 @@ from ._flush import FlushResult, run_flush
 from ._legacy import Legacy
 from ._lifecycle import lifecycle_events
 from ._losses import ERROR_PREFIX, Losses, split_errors
-from ._paths import UnsafeStateDir, default_state_dir, ensure_state_dir, env_prefix, validate_app
+from ._paths import UnsafeStateDir, ensure_state_dir, env_prefix, validate_app
 from ._policy import Policy
 from ._purge import clear_state_dir, purge_state_dir
 from ._sampling import Sampler, keep_run, parse_rate
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Telemetry"]
 
-FORMATS = ("json", "otlp")
+FORMATS = ("json", "otlp", "otlp-proto")
 _PREFIX_RE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 # A row without namedtuple's Python-level __new__ (a fifth of a microsecond).
 _new_row = tuple.__new__
@@ -167,7 +167,9 @@ class Telemetry:
         path = self.state_dir
         if path is None:
             try:
-                path = default_state_dir(self.app, self.env_prefix)
+                path = _serverless.default_state_dir(
+                    self.app, os.environ, create=False, prefix=self.env_prefix
+                )
             except Exception:  # platformdirs failing is a runtime fault, not a crash
                 return None
         try:
@@ -178,7 +180,9 @@ class Telemetry:
     def _start(self) -> None:
         try:
             if self.state_dir is None:
-                self.state_dir = default_state_dir(self.app, self.env_prefix)
+                self.state_dir = _serverless.default_state_dir(
+                    self.app, os.environ, create=True, prefix=self.env_prefix
+                )
             ensure_state_dir(self.state_dir)
         except UnsafeStateDir as exc:
             self._fault = exc.reason

@@ -24,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+from . import _serverless
 from ._policy import Policy
 from ._store import Spool, _transaction
 from ._upload_state import UPLOAD_KEY, format_time, parse_time, read_upload_state
@@ -109,7 +110,9 @@ def neutral_cwd() -> str:
 
 
 def spawn_veto(has_events: bool, state: dict[str, Any], now: float, policy: Policy) -> str | None:
-    """Why not to spawn now (``empty``, ``backoff``, ``interval``), or None to spawn."""
+    """Why not to spawn now (``empty``, ``backoff``, ``interval``, ``serverless``), or None."""
+    if _serverless.platform(os.environ):
+        return "serverless"  # a frozen sandbox kills detached work: flush() drains there
     if not has_events:
         return "empty"
     next_at = parse_time(state.get("next_attempt_at"))

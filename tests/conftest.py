@@ -20,7 +20,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for var in list(os.environ):
-        if var in CONSENT_VARS or "_TELEMETRY_" in var:
+        # A developer's own proxy settings must not route the tests' loopback traffic.
+        proxy_var = var.lower() in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+        if var in CONSENT_VARS or "_TELEMETRY_" in var or proxy_var:
             monkeypatch.delenv(var, raising=False)
     # The documented override: keep telemetry on under CI and pytest.
     monkeypatch.setenv("DEMO_TELEMETRY_ALLOW_CI", "1")

@@ -30,7 +30,7 @@ from spool._upload_state import format_time, parse_time, read_upload_state, upda
 from spool._writer import ERROR_PREFIX
 
 from ._backoff import Backoff
-from ._encode import ENCODERS, EnvelopeHeader, encode_json_fragments, gzip_body
+from ._encode import ENCODERS, EnvelopeHeader, encode_json_fragments, gzip_body, missing_extra
 from ._lock import try_lock
 from ._result import Ack, Drop, Retry, Split
 
@@ -212,9 +212,19 @@ class _Pass:
             str(endpoint),
             connect_timeout_s=policy.connect_timeout_s,
             read_timeout_s=policy.read_timeout_s,
+            proxy=policy.proxy,
+            env=self.env,
         )
         header = EnvelopeHeader.from_config(config, _install_id(self.state_dir))
-        backoff = Backoff(policy.backoff_base_s, policy.backoff_max_s, _failures(spool, state))
+        backoff = Backoff(
+            policy.backoff_base_s, policy.backoff_max_s, _failures(spool, state)
+        )
+        missing = missing_extra(fmt)
+        if missing is not None:
+            # Kept, not dropped: installing the extra makes the next pass send them.
+            transport.close()
+            self._back_off(spool, backoff.increment(), Retry("missing_extra", detail=missing))
+            return
         headers = {"Content-Type": "", "Content-Encoding": "gzip"}
         remaining = spool.queued()[0]
         self._emit(remaining)
@@ -254,7 +264,13 @@ class _Pass:
                 count = len(uuids)
                 report_drops = False
                 headers["Content-Type"] = encoded.content_type
-                result = transport.post(gzip_body(encoded.body), headers, left)
+                if encoded.gzip:
+                    headers["Content-Encoding"] = "gzip"
+                    body = gzip_body(encoded.body)
+                else:
+                    headers.pop("Content-Encoding", None)
+                    body = encoded.body
+                result = transport.post(body, headers, left)
                 if isinstance(result, Ack):
                     if pause > 0:
                         time.sleep(pause)

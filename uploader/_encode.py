@@ -3,7 +3,8 @@
 ``json`` is the envelope of DESIGN.md. Props are already JSON text in the
 spool, so they are spliced in as-is rather than parsed and re-serialized: that
 keeps encoding a small fraction of a drain's cost. A second encoder (``otlp``)
-plugs in by adding an ``Encoder`` to ``ENCODERS``.
+plugs in by adding an ``Encoder`` to ``ENCODERS``; ``otlp-proto`` (protobuf)
+needs an extra, which ``missing_extra`` checks before a pass sends anything.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "encode_json",
     "encode_json_fragments",
     "gzip_body",
+    "missing_extra",
 ]
 
 # json's C string encoder (escapes quotes, controls; keeps non-ASCII as UTF-8).
@@ -65,6 +67,9 @@ class EnvelopeHeader:
 class Encoded:
     body: bytes  # uncompressed
     content_type: str
+    # Sent with Content-Encoding: gzip. Protobuf is already compact, and
+    # protobuf-only OTLP receivers (oteltap) refuse a gzip body with a 400.
+    gzip: bool = True
 
 
 Encoder = Callable[[EnvelopeHeader, Sequence[StoredEvent], Mapping[str, int], str], Encoded]
@@ -131,4 +136,29 @@ def _encode_otlp(
     return encode_otlp(header, events, dropped, sent_at)
 
 
-ENCODERS: dict[str, Encoder] = {"json": encode_json, "otlp": _encode_otlp}
+def _encode_otlp_proto(
+    header: EnvelopeHeader,
+    events: Sequence[StoredEvent],
+    dropped: Mapping[str, int],
+    sent_at: str,
+) -> Encoded:
+    # Imported on first use: it needs the otlp-proto extra (see missing_extra).
+    from ._otlp_proto import encode_otlp_proto
+
+    return encode_otlp_proto(header, events, dropped, sent_at)
+
+
+def missing_extra(fmt: str) -> str | None:
+    """What to install before ``fmt`` can be encoded, or None when it can."""
+    if fmt != "otlp-proto":
+        return None
+    from ._otlp_proto import missing_extra as proto_missing
+
+    return proto_missing()
+
+
+ENCODERS: dict[str, Encoder] = {
+    "json": encode_json,
+    "otlp": _encode_otlp,
+    "otlp-proto": _encode_otlp_proto,
+}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import calendar
 import datetime as _dt
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
@@ -254,11 +255,14 @@ def _epoch_seconds(prefix: str) -> int | None:
 
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_FRACTION = re.compile(r"(?<=:\d\d)\.(\d{1,6})\d*")
 
 
 def _nanos_slow(iso: str) -> int:
-    # Any other ISO-8601 form (Python 3.9's fromisoformat wants +00:00, not Z).
+    # Any other ISO-8601 form (Python 3.10's fromisoformat wants +00:00, not Z,
+    # and a fraction of exactly 3 or 6 digits: "22.5" is padded to "22.500000").
     text = iso[:-1] + "+00:00" if iso.endswith("Z") else iso
+    text = _FRACTION.sub(lambda m: "." + (m.group(1) + "00000")[:6], text, count=1)
     try:
         moment = _dt.datetime.fromisoformat(text)
     except ValueError:

@@ -1,0 +1,166 @@
+"""format="otlp-proto": OTLP/HTTP protobuf, verified against a receiver no one here wrote.
+
+oteltap (PyPI) is a Rust OTLP/HTTP receiver that accepts protobuf only; run
+as ``python -m oteltap --port N`` it prints every log record it decoded as
+NDJSON. The uploader is a real process; oteltap listens on loopback only.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spool._policy import Policy
+from spool._store import Spool
+from tests.hosts import host_env, run_host
+from tests.servers import ScriptedServer, fill, fixed, meta, queued, run_uploader
+from uploader._encode import ENCODERS, EnvelopeHeader
+
+pytest.importorskip("oteltap", reason="oteltap is in the test extra")
+pytest.importorskip("opentelemetry.proto", reason="opentelemetry-proto is in the test extra")
+
+HEADER = EnvelopeHeader("reference", 1, "abc", "demo", "1.0.0", "install-1")
+
+
+class Oteltap:
+    def __init__(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "oteltap", "--port", str(self.port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        first = self.proc.stdout.readline()
+        assert "Listening" in first, first
+        self.records: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/logs"
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                with self._lock:
+                    self.records.append(json.loads(line))
+
+    def wait_for(self, n: int) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + 60  # a hang guard, not a timing assertion
+        while True:
+            with self._lock:
+                if len(self.records) >= n:
+                    return list(self.records)
+            assert time.monotonic() < deadline, f"oteltap printed {len(self.records)} of {n}"
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def oteltap() -> Iterator[Oteltap]:
+    tap = Oteltap()
+    try:
+        yield tap
+    finally:
+        tap.close()
+
+
+def _attrs(record: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for kv in record["attributes"]:
+        (kind, value), *_ = kv["value"].items()
+        out[kv["key"]] = int(value) if kind == "intValue" else value
+    return out
+
+
+def _spooled(state_dir: Path) -> list[tuple[str, str, str, dict[str, Any]]]:
+    s = Spool(state_dir, Policy())
+    try:
+        rows = s.read_batch(0, 10_000, 1 << 30)
+    finally:
+        s.close()
+    return [(e.uuid, e.name, e.run_id, json.loads(e.props)) for e in rows]
+
+
+def test_every_event_arrives_at_oteltap_with_its_attributes(
+    state_dir: Path, oteltap: Oteltap
+) -> None:
+    fill(state_dir, 120, oteltap.url, format="otlp-proto", batch_events=50)
+    expected = _spooled(state_dir)
+    done = run_uploader(state_dir)
+    assert done["outcome"] == "empty" and done["sent"] == 120
+    received = {_attrs(r)["telespool.event.id"]: r for r in oteltap.wait_for(120)}
+    assert len(received) == 120
+    for uuid, name, run_id, props in expected:
+        record = received[uuid]
+        attrs = _attrs(record)
+        assert record["eventName"] == name and record["body"] == {"stringValue": name}
+        assert attrs["telespool.run_id"] == run_id and attrs["event.name"] == name
+        assert {k: attrs[k] for k in props} == props
+        assert int(record["timeUnixNano"]) > 0
+    assert queued(state_dir) == 0
+
+
+def test_a_missing_extra_is_a_clear_counted_error_and_keeps_the_events(state_dir: Path) -> None:
+    with ScriptedServer(fixed(200)) as server:
+        fill(state_dir, 10, server.url, format="otlp-proto")
+        # Simulated: opentelemetry-proto not installed (a None entry makes the
+        # import fail exactly as a missing package does).
+        code = """
+import runpy, sys
+sys.modules["opentelemetry"] = None
+sys.argv = ["uploader", "--state-dir", sys.argv[1], "--progress"]
+runpy.run_module("uploader", run_name="__main__")
+"""
+        proc = run_host(code, str(state_dir), check=False)
+        assert server.requests == 0
+    done = json.loads(proc.stdout.splitlines()[-1])
+    assert done["outcome"] == "backoff"
+    assert "pip install 'telespool[otlp-proto]'" in done["detail"]
+    assert meta(state_dir, "upload")["errors"] == {"missing_extra": 1}
+    assert queued(state_dir) == 10
+
+
+def test_only_protobuf_goes_without_gzip() -> None:
+    sent_at = "2026-11-24T15:20:23.000000Z"
+    assert ENCODERS["otlp-proto"](HEADER, [], {"cap": 1}, sent_at).gzip is False
+    assert ENCODERS["otlp"](HEADER, [], {}, sent_at).gzip is True
+    assert ENCODERS["json"](HEADER, [], {}, sent_at).gzip is True
+
+
+def test_a_host_using_otlp_proto_never_loads_protobuf_or_the_uploaders_deps(
+    state_dir: Path,
+) -> None:
+    code = f"""
+import sys
+from spool import Telemetry
+t = Telemetry("demo", "1.0.0", state_dir={str(state_dir)!r}, format="otlp-proto")
+t.track("cli_command", command="eval")
+t.close()
+heavy = ("opentelemetry", "google", "truststore", "urllib3")
+print(sorted(m for m in sys.modules if m.split(".")[0] in heavy))
+"""
+    assert run_host(code, env=host_env()).stdout.strip().splitlines()[-1] == "[]"
