@@ -442,11 +442,10 @@ class Spool:
             # Over only because of the WAL (a long reader can pin it):
             # evicting events would not shrink it, the next checkpoint will.
             return 0
-        # The rows to delete, estimated from the average row's share of the pages.
-        (count,) = conn.execute("SELECT count(*) FROM events").fetchone()
-        if count == 0:
-            return 0
-        n = max(1, min(max_rows, int(count * (1.0 - target / used)) + 1))
+        # A fixed slice, no count(*): that scan of the whole table cost
+        # milliseconds under the writer's lock at the cap. A slice past the
+        # target overshoots by at most max_rows of the oldest events.
+        n = max(1, max_rows)
         with _transaction(conn):
             deleted = conn.execute(
                 "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?)", (n,)

@@ -38,10 +38,13 @@ if TYPE_CHECKING:
 
 __all__ = ["ERROR_PREFIX", "Writer", "split_errors"]
 
-# "locked" answers in a row before appends stop waiting for the write lock:
-# ~100 ms of failing. Appending processes contend for microseconds at a time
-# and never get there; a session holding the lock for minutes does.
-_LOCKED_IN_A_ROW = 20
+# "locked" answers in a row (each after a full lock_wait_ms) before appends
+# stop waiting for the write lock. Appending processes hold it for
+# microseconds and rarely fail twice in a row; a session holding it (an
+# inspector's BEGIN) makes every call fail: after three, each track() and the
+# exit try once without waiting. Was 20: a short CLI run under an inspector's
+# lock then waited 5 ms per event and 200 ms more at exit (+274 ms measured).
+_LOCKED_IN_A_ROW = 3
 # While not waiting, every this many parked rows one append waits lock_wait_ms.
 _WAITED_TRY_EVERY = 64
 # How often appends retry opening a spool that was locked at open.
@@ -70,7 +73,6 @@ class Writer:
         # appending processes never gets there.
         self._contended = False
         self._lock_failures = 0
-        self._locked_since = 0.0  # when the current run of "locked" answers began
         self._full = False  # past full_water: rows are counted "cap" until the helper made room
         # Under gevent there is no thread contention to mop up (greenlets do
         # not switch inside an append), and a green lock must not be taken
@@ -259,15 +261,11 @@ class Writer:
 
         Appending processes hold it for microseconds at a time, so a short
         run of "locked" answers is worth the full ``close_wait_ms``: the rows
-        get written. A lock held for longer than ``_LOCKED_IN_A_ROW`` waits
+        get written. A lock that failed ``_LOCKED_IN_A_ROW`` waits in a row
         (a ``sqlite3`` session, say) will not be let go in time: then the exit
         waits only ``lock_wait_ms`` and counts the parked rows ``locked``.
         """
-        held = self._contended or (
-            self._lock_failures > 0
-            and time.monotonic() - self._locked_since
-            >= _LOCKED_IN_A_ROW * self.policy.lock_wait_ms / 1000.0
-        )
+        held = self._contended or self._lock_failures >= _LOCKED_IN_A_ROW
         return self.policy.lock_wait_ms if held else self.policy.close_wait_ms
 
     def run_locked(self, fn: Callable[[Spool], object], wait_ms: int = 50) -> object:
@@ -358,8 +356,6 @@ class Writer:
         reason = _reason(exc)
         self.note_error(reason)
         if reason == "locked":
-            if not self._lock_failures:
-                self._locked_since = time.monotonic()
             self._lock_failures += 1
             if (
                 self._lock_failures >= _LOCKED_IN_A_ROW

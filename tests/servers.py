@@ -262,7 +262,7 @@ def fill(state_dir: Path, n: int, endpoint: str | None, **policy: Any) -> None:
     already = int(t.status()["queued"])
     commands = ("eval", "dashboard", "telemetry", "other")
     for i in range(n - already):
-        t.track("cli_command", command=commands[i % 4])
+        t.track("cli_command", cli_command=commands[i % 4])
     t.close()
     assert queued(state_dir) == n, "fill(n) must queue exactly n events"
     set_endpoint(state_dir, endpoint)

@@ -289,13 +289,13 @@ def test_forked_child_appends_through_its_own_connection(state_dir: Path) -> Non
         code = 0
         try:
             for _ in range(100):
-                t.track("cli_command", command="dashboard")
+                t.track("cli_command", cli_command="dashboard")
             t.close()
         except BaseException:
             code = 1
         os._exit(code)
     for _ in range(100):
-        t.track("cli_command", command="telemetry")
+        t.track("cli_command", cli_command="telemetry")
     _, status = os.waitpid(pid, 0)
     t.close()
     assert os.waitstatus_to_exitcode(status) == 0
@@ -331,7 +331,7 @@ for i in range(10000):
 
 
 def test_a_lock_held_for_long_stops_costing_each_track_a_wait(state_dir: Path) -> None:
-    # After 20 "locked" answers in a row, appends try once without waiting
+    # After 3 "locked" answers in a row, appends try once without waiting
     # (busy_timeout 0) until one succeeds; then the normal bounded wait returns.
     with Telemetry("demo", "1.0.0", state_dir=state_dir, lock_wait_ms=5) as t:
         t.track("cli_command", cli_command="eval")
@@ -339,7 +339,7 @@ def test_a_lock_held_for_long_stops_costing_each_track_a_wait(state_dir: Path) -
         assert spool is not None
         holder = ExternalWriter(state_dir / "spool.db")
         try:
-            for _ in range(30):  # 20 "locked" answers in a row switch waiting off
+            for _ in range(30):  # 3 "locked" answers in a row switch waiting off
                 t.track("cli_command", cli_command="eval")
             assert spool.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0
         finally:

@@ -52,7 +52,7 @@ def test_eviction_removes_the_oldest_events_first(state_dir: Path) -> None:
     ) as t:
         for _ in range(10_000):
             t.track("cli_command", cli_command="eval")
-        t.track("cli_command", command="dashboard")
+        t.track("cli_command", cli_command="dashboard")
     db = sqlite3.connect(state_dir / "spool.db")
     last = db.execute("SELECT props FROM events ORDER BY id DESC LIMIT 1").fetchone()[0]
     assert '"dashboard"' in last

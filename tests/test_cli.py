@@ -328,7 +328,7 @@ def test_the_console_script_runs_for_real(tmp_path: Path) -> None:
     assert json.loads(status.stdout)["queued"] == queued
     table = telespool(*at(state_dir, "inspect"), env=env)
     assert table.returncode == 0
-    assert table.stdout.count("cli_command") == 4
+    assert table.stdout.count("\"cli_command\":") == 4
     bogus = telespool("--app", "demo", "frobnicate", env=env)
     assert bogus.returncode == 2
     one_line_error(bogus.stderr)

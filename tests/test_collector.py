@@ -22,7 +22,7 @@ def _event(name: str = "cli_command", **props: Any) -> dict[str, Any]:
         "name": name,
         "time": "2026-11-24T15:20:22.123456Z",
         "run_id": str(uuid.uuid4()),
-        "props": props or {"command": "eval"},
+        "props": props or {"cli_command": "eval"},
     }
 
 
@@ -76,13 +76,13 @@ def test_off_list_event_is_not_stored_but_counted(col: Collector) -> None:
 def test_unknown_property_is_stripped_and_the_event_stored(col: Collector, tmp_path: Path) -> None:
     import sqlite3
 
-    status, _ = col.post(_envelope([_event(command="eval", home="/home/alice")]), GZ)
+    status, _ = col.post(_envelope([_event(cli_command="eval", home="/home/alice")]), GZ)
     assert status == 200
     assert col.stats()["rejections"] == {"prop:unknown_property": 1}
     conn = sqlite3.connect(tmp_path / "c.db")
     (props,) = conn.execute("SELECT props FROM events").fetchone()
     conn.close()
-    assert json.loads(props) == {"command": "eval"}
+    assert json.loads(props) == {"cli_command": "eval"}
 
 
 def test_reported_drop_counts_are_stored(col: Collector) -> None:

@@ -85,7 +85,7 @@ def test_otlp_host_flush_reaches_the_collector_exactly_once(tmp_path: Path) -> N
         )
         commands = ("eval", "dashboard", "telemetry", "other")
         for i in range(300):
-            t.track("cli_command", command=commands[i % 4])
+            t.track("cli_command", cli_command=commands[i % 4])
             t.track("call_completed", latency_ms=i * 10, duration_seconds=i, cost_usd=i / 8)
         t.track("no_such_event")  # a sanitizer drop, reported in the OTLP drop record
         before = spooled(state_dir)
@@ -122,16 +122,16 @@ def test_otlp_host_flush_reaches_the_collector_exactly_once(tmp_path: Path) -> N
 
 
 def test_identity_body_is_accepted_and_answered_as_otlp(col: Collector) -> None:
-    events = [_event("cli_command", {"command": "eval"}) for _ in range(3)]
+    events = [_event("cli_command", {"cli_command": "eval"}) for _ in range(3)]
     status, body = col.post(_otlp(events), {"Content-Type": "application/json"}, path="/v1/logs")
     assert (status, body) == (200, {})  # an ExportLogsServiceResponse: full success
     assert col.stats()["events"] == 3
 
 
 def test_duplicate_records_are_counted_not_stored(col: Collector) -> None:
-    events = [_event("cli_command", {"command": "eval"}) for _ in range(4)]
+    events = [_event("cli_command", {"cli_command": "eval"}) for _ in range(4)]
     assert col.post(gzip.compress(_otlp(events)), OTLP_GZ, path="/v1/logs")[0] == 200
-    extra = _event("cli_command", {"command": "dashboard"})
+    extra = _event("cli_command", {"cli_command": "dashboard"})
     status, body = col.post(gzip.compress(_otlp([*events[2:], extra])), OTLP_GZ, path="/v1/logs")
     assert (status, body) == (200, {})
     stats = col.stats()
@@ -140,7 +140,7 @@ def test_duplicate_records_are_counted_not_stored(col: Collector) -> None:
 
 def test_schema_is_enforced_on_otlp_records(col: Collector, tmp_path: Path) -> None:
     events = [
-        _event("cli_command", {"command": "eval", "home": "/home/alice"}),
+        _event("cli_command", {"cli_command": "eval", "home": "/home/alice"}),
         _event("credit_card_number", {"number": "4111"}),
     ]
     status, body = col.post(gzip.compress(_otlp(events)), OTLP_GZ, path="/v1/logs")
@@ -149,11 +149,11 @@ def test_schema_is_enforced_on_otlp_records(col: Collector, tmp_path: Path) -> N
     stats = col.stats()
     assert stats["events"] == 1
     assert stats["rejections"] == {"event:unknown_event": 1, "prop:unknown_property": 1}
-    assert [props for *_, props in stored(tmp_path / "c.db")] == [{"command": "eval"}]
+    assert [props for *_, props in stored(tmp_path / "c.db")] == [{"cli_command": "eval"}]
 
 
 def test_drop_record_is_stored_as_reported_drops(col: Collector) -> None:
-    body = _otlp([_event("cli_command", {"command": "eval"})], {"evicted": 3, "rejected": 2})
+    body = _otlp([_event("cli_command", {"cli_command": "eval"})], {"evicted": 3, "rejected": 2})
     assert col.post(gzip.compress(body), OTLP_GZ, path="/v1/logs")[0] == 200
     stats = col.stats()
     assert stats["events"] == 1 and stats["dropped_reported"] == {"evicted": 3, "rejected": 2}

@@ -113,7 +113,7 @@ slow, worst = 0, 0.0
 for i in range(cfg["n"]):
     start = time.perf_counter()
     try:
-        t.track("cli_command", command=commands[i % 4])
+        t.track("cli_command", cli_command=commands[i % 4])
     except BaseException as exc:
         exceptions.append(repr(exc))
     took = (time.perf_counter() - start) * 1000.0

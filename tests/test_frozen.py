@@ -43,7 +43,7 @@ HOST = textwrap.dedent(
         endpoint=os.environ["HOST_ENDPOINT"],
     )
     for _ in range(5):
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
     out = {"frozen": getattr(sys, "frozen", False), "queued": t.status()["queued"]}
     if os.environ.get("HOST_FLUSH") == "1":
         out["flush"] = t.flush(timeout=20).as_dict()

@@ -33,7 +33,7 @@ def cli_commands(state_dir: Path) -> list[str]:
         ["inspect", "--json", "--all", "--event", "cli_command"],
     )
     assert result.exit_code == 0, result.output
-    return [e["props"]["command"] for e in json.loads(result.stdout)["events"]]
+    return [e["props"]["cli_command"] for e in json.loads(result.stdout)["events"]]
 
 
 def click_host(state_dir: Path) -> click.Group:
@@ -142,7 +142,7 @@ def test_an_argparse_host_gets_the_same_commands(state_dir: Path) -> None:
     assert code == 0
     assert json.loads(out)["queued"] >= 1
     code, out, _ = run_argparse(state_dir, "telemetry", "inspect", "--event", "cli_command")
-    assert code == 0 and '"command":"eval"' in out
+    assert code == 0 and '"cli_command":"eval"' in out
     code, out, _ = run_argparse(state_dir, "telemetry")  # bare: status
     assert code == 0 and out.startswith("telemetry:")
     code, out, _ = run_argparse(state_dir, "telemetry", "purge", "--json")
@@ -214,7 +214,7 @@ class Recorder:
 def test_record_cli_command_keeps_to_the_closed_set(command: object, recorded: str) -> None:
     r = Recorder()
     assert record_cli_command(r, command) == recorded
-    assert r.calls == [("cli_command", {"command": recorded})]
+    assert r.calls == [("cli_command", {"cli_command": recorded})]
 
 
 def test_the_telemetry_command_is_never_recorded() -> None:

@@ -41,7 +41,7 @@ def test_a_bad_endpoint_in_the_environment_is_ignored_and_counted(
     if opted_out:
         monkeypatch.setenv("DO_NOT_TRACK", "1")
     t = Telemetry(app="demo", version="1.0.0", state_dir=state_dir)
-    t.track("cli_command", command="eval")
+    t.track("cli_command", cli_command="eval")
     status = t.status()
     t.close()
     assert t.endpoint is None  # ignored: the code's endpoint (none) applies
@@ -124,7 +124,7 @@ def edited_spool(state_dir: Path, request: pytest.FixtureRequest) -> Path:
         pytest.skip("the sqlite3 CLI is not installed")
     # No endpoint: no uploader of this run may rewrite the rows behind the test.
     with Telemetry(app="demo", version="1.0.0", state_dir=state_dir) as t:
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
     sqlite3_cli(
         state_dir / "spool.db",
         "INSERT OR IGNORE INTO meta VALUES ('upload', '{}');" + EDITS[request.param],
@@ -137,7 +137,7 @@ def test_status_purge_close_and_flush_survive_hand_edited_rows(edited_spool: Pat
     state_dir = edited_spool
     url = f"http://127.0.0.1:{refused_port()}/v1/events"
     t = Telemetry(app="demo", version="1.0.0", state_dir=state_dir, endpoint=url)
-    t.track("cli_command", command="dashboard")
+    t.track("cli_command", cli_command="dashboard")
     t.track("no_such_event")  # a drop count still pending in memory at close
     status = t.status()
     json.dumps(status)  # JSON-serializable

@@ -158,7 +158,7 @@ def test_a_host_using_otlp_proto_never_loads_protobuf_or_the_uploaders_deps(
 import sys
 from spool import Telemetry
 t = Telemetry("demo", "1.0.0", state_dir={str(state_dir)!r}, format="otlp-proto")
-t.track("cli_command", command="eval")
+t.track("cli_command", cli_command="eval")
 t.close()
 heavy = ("opentelemetry", "google", "truststore", "urllib3")
 print(sorted(m for m in sys.modules if m.split(".")[0] in heavy))

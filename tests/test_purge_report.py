@@ -31,7 +31,7 @@ def _host_with_events(state_dir: Path, n: int) -> Telemetry:
     """A host that keeps the spool open (its -wal and -shm exist) with n events queued."""
     host = Telemetry(app="demo", version="1.0.0", state_dir=state_dir)
     for _ in range(n - int(host.status()["queued"])):
-        host.track("cli_command", command="eval")
+        host.track("cli_command", cli_command="eval")
     assert host.status()["queued"] == n
     return host
 

@@ -51,12 +51,12 @@ def test_a_finished_uploader_is_reaped_while_a_backoff_is_pending(state_dir: Pat
         trigger_interval_s=0.0,
     )
     for _ in range(10):
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         if _trigger._CHILDREN:
             break
 
     def spawned_one() -> bool:
-        t.track("cli_command", command="eval")
+        t.track("cli_command", cli_command="eval")
         return bool(_trigger._CHILDREN)
 
     wait_for(spawned_one)
@@ -66,7 +66,7 @@ def test_a_finished_uploader_is_reaped_while_a_backoff_is_pending(state_dir: Pat
     spawned = t._trigger.spawned if t._trigger is not None else 0
 
     def reaped() -> bool:
-        t.track("cli_command", command="eval")  # the host keeps working as usual
+        t.track("cli_command", cli_command="eval")  # the host keeps working as usual
         return proc_state(pid) is None
 
     wait_for(reaped)  # not left a zombie for the host's lifetime

@@ -41,13 +41,13 @@ def test_a_non_string_event_name_is_an_unknown_event(name: object) -> None:
 
 
 def test_unknown_property_is_removed_and_counted() -> None:
-    clean, counts = sanitize("cli_command", cli_command="eval", path="/home/jane/x", email="j@x.io")
+    clean, counts = sanitize("cli_command", command="eval", path="/home/jane/x", email="j@x.io")
     assert clean == {"command": "eval"}
     assert counts == Counter(unknown_property=2)
 
 
 def test_context_keys_cannot_be_set_by_the_host() -> None:
-    clean, counts = sanitize("cli_command", cli_command="eval", ctx_app_version="jane@example.com")
+    clean, counts = sanitize("cli_command", command="eval", ctx_app_version="jane@example.com")
     assert clean == {"command": "eval"} and counts == Counter(unknown_property=1)
 
 

@@ -46,7 +46,7 @@ import json, sys
 from spool import Telemetry
 t = Telemetry("demo", "1.0.0", endpoint=sys.argv[1], backoff_base_s=0.0)
 for i in range(int(sys.argv[2])):
-    t.track("cli_command", command="eval")
+    t.track("cli_command", cli_command="eval")
 result = t.flush(timeout=20.0).as_dict() if sys.argv[3] == "flush" else None
 status = t.status()
 t.close()
@@ -119,7 +119,7 @@ def test_off_serverless_the_default_state_dir_is_used(tmp_path: Path) -> None:
 
     assert _serverless.platform({}) is None
     assert _serverless.default_state_dir("demo", {}, create=False) == default_state_dir("demo")
-    assert _serverless.platform({"AWS_LAMBDA_FUNCTION_NAME": "f"}) == "aws_lambda"
+    assert _serverless.platform({"AWS_LAMBDA_FUNCTION_NAME": "f"}) == "lambda"
 
 
 def test_the_trigger_never_spawns_on_a_serverless_platform(

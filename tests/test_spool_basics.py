@@ -59,7 +59,7 @@ t = Telemetry("demo", "1.0.0", state_dir={str(state)!r})
 t.track("cli_command", cli_command="eval")
 print("ready", flush=True)
 for i in range(20000):
-    t.track("cli_command", command="dashboard")
+    t.track("cli_command", cli_command="dashboard")
 t.close()
 """,
         ],

@@ -109,7 +109,7 @@ def test_a_purge_during_an_upload_never_lets_its_ack_delete_events_added_later(
         from spool import Telemetry
         with Telemetry("demo", "1.0.0", state_dir=sys.argv[1]) as t:
             for _ in range(5):
-                t.track("cli_command", command="eval")
+                t.track("cli_command", cli_command="eval")
         """,
         str(state_dir),
     )

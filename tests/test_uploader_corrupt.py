@@ -30,7 +30,7 @@ def test_the_uploader_reports_a_corrupt_spool_and_never_renames_it(
 ) -> None:
     host = Telemetry(app="demo", version="1.0.0", state_dir=state_dir)
     for _ in range(20):
-        host.track("cli_command", command="eval")
+        host.track("cli_command", cli_command="eval")
     db = state_dir / "spool.db"
     with collector(tmp_path / "c.db") as c:
         set_endpoint(state_dir, c.url)

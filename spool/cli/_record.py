@@ -29,7 +29,7 @@ def record_cli_command(telemetry: _Tracker, command: object) -> str | None:
         if name == _CONTROL:
             return None
         value = name if name in CLI_COMMANDS else "other"
-        telemetry.track("cli_command", command=value)
+        telemetry.track("cli_command", cli_command=value)
         return value
     except Exception:  # the host's command must run whatever telemetry does
         return None

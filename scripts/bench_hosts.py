@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""Real-host benchmarks (issue 11): threads, the cap, spawns, exit under a lock, gevent.
+
+    .venv/bin/python scripts/bench_hosts.py [--quick]
+
+Every figure is a ratio against a baseline measured side by side in the same
+run (this shared VM's absolute times move +-30%). Prints JSON and writes
+docs/performance-hosts.json; docs/performance.md quotes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ["BENCHHOST_TELEMETRY_ALLOW_CI"] = "1"
+os.environ.pop("CI", None)
+
+from spool import Telemetry  # noqa: E402
+
+APP = "benchhost"
+PROPS = {"cli_command": "eval"}
+
+
+def _pct(ns: list[int]) -> dict[str, float]:
+    s = sorted(ns)
+    return {
+        "p50_us": s[len(s) // 2] / 1000,
+        "p99_us": s[int(len(s) * 0.99)] / 1000,
+        "max_us": s[-1] / 1000,
+        "over_1ms_per_10k": sum(1 for x in s if x > 1_000_000) * 10_000 / len(s),
+    }
+
+
+def _timed_track(t: Telemetry, n: int, out: list[int]) -> None:
+    clock = time.perf_counter_ns
+    for _ in range(n):
+        a = clock()
+        t.track("cli_command", **PROPS)
+        out.append(clock() - a)
+
+
+def bench_threads(tmp: Path, n: int) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    with Telemetry(APP, "1.0.0", state_dir=tmp / "single") as t:
+        single: list[int] = []
+        _timed_track(t, n, single)
+    res["single"] = _pct(single)
+    for k in (4, 8, 32):
+        with Telemetry(APP, "1.0.0", state_dir=tmp / f"threads{k}") as t:
+            per = [[] for _ in range(k)]  # type: list[list[int]]
+            start = threading.Barrier(k)
+
+            def work(i: int) -> None:
+                start.wait()
+                _timed_track(t, max(n // k, 500), per[i])
+
+            pool = [threading.Thread(target=work, args=(i,)) for i in range(k)]
+            for th in pool:
+                th.start()
+            for th in pool:
+                th.join()
+            dropped = t.status()["dropped"]
+        allns = [x for p in per for x in p]
+        stats = _pct(allns)
+        stats["dropped"] = sum(dropped.values())
+        stats["p50_ratio_to_single"] = stats["p50_us"] / res["single"]["p50_us"]
+        res[f"{k}_threads"] = stats
+    return res
+
+
+def bench_cap(tmp: Path, cap: int) -> dict[str, Any]:
+    def flood(state: Path, n: int, max_bytes: int) -> tuple[dict[str, float], int, dict[str, int]]:
+        ns: list[int] = []
+        peak = 0
+        with Telemetry(APP, "1.0.0", state_dir=state, max_bytes=max_bytes) as t:
+            writer = t._writer
+            assert writer is not None and writer.spool is not None
+            clock = time.perf_counter_ns
+            for i in range(n):
+                a = clock()
+                t.track("cli_command", **PROPS)
+                ns.append(clock() - a)
+                if i % 200 == 0:
+                    peak = max(peak, writer.spool.disk_bytes())
+            dropped = t.status()["dropped"]
+        return _pct(ns), peak, dropped
+
+    capacity = cap // 300  # about 300 bytes of db per event here
+    n = 3 * capacity
+    empty, _, _ = flood(tmp / "empty", n, 32 * cap)
+    full, peak, dropped = flood(tmp / "cap", n, cap)
+    return {
+        "cap_bytes": cap,
+        "events": n,
+        "empty": empty,
+        "at_cap": full,
+        "max_ratio": full["max_us"] / empty["max_us"],
+        "over_1ms_ratio": (full["over_1ms_per_10k"] + 1e-9) / (empty["over_1ms_per_10k"] + 1e-9),
+        "peak_disk_bytes": peak,
+        "dropped": dropped,
+    }
+
+
+def bench_spawns(tmp: Path, n: int) -> dict[str, Any]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: refused
+    res: dict[str, Any] = {}
+    for label, endpoint in (("no_endpoint", None), ("spawning", f"http://127.0.0.1:{port}/v1")):
+        spawned = 0
+        with Telemetry(
+            APP, "1.0.0", state_dir=tmp / label, endpoint=endpoint,
+            trigger_events=max(n // 20, 50), trigger_interval_s=0.0, backoff_base_s=0.001,
+            backoff_max_s=0.001,
+        ) as t:
+            ns: list[int] = []
+            for _ in range(20):
+                _timed_track(t, n // 20, ns)
+                time.sleep(0.02)  # a long-lived host between bursts: the helper spawns now
+            if t._trigger is not None:
+                spawned = t._trigger.spawned
+        res[label] = _pct(ns) | {"spawns": spawned}
+    res["max_ratio"] = res["spawning"]["max_us"] / res["no_endpoint"]["max_us"]
+    return res
+
+
+def _host_ms(code: str, env: dict[str, str]) -> float:
+    a = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    return (time.perf_counter() - a) * 1000
+
+
+def bench_exit_locked(tmp: Path, runs: int) -> dict[str, Any]:
+    state = tmp / "exitlock"
+    with Telemetry(APP, "1.0.0", state_dir=state) as t:
+        t.track("cli_command", **PROPS)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    code = textwrap.dedent(f"""
+        from spool import Telemetry
+        t = Telemetry({APP!r}, "1.0.0", state_dir={str(state)!r})
+        for _ in range(11):
+            t.track("cli_command", cli_command="dashboard")
+    """)
+    free, locked = [], []
+    for _ in range(runs):
+        free.append(_host_ms(code, env))
+        holder = subprocess.Popen(
+            ["sqlite3", str(state / "spool.db")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdin is not None and holder.stdout is not None
+        holder.stdin.write("BEGIN IMMEDIATE;\nSELECT 'holding';\n")
+        holder.stdin.flush()
+        holder.stdout.readline()
+        try:
+            locked.append(_host_ms(code, env))
+        finally:
+            holder.stdin.write("COMMIT;\n.quit\n")
+            holder.stdin.close()
+            holder.wait()
+    with Telemetry(APP, "1.0.0", state_dir=state) as t:
+        locked_drops = t.status()["dropped"].get("locked", 0)
+    db = sqlite3.connect(state / "spool.db")
+    stored = db.execute(
+        "SELECT count(*) FROM events WHERE json_extract(props, '$.cli_command') = 'dashboard'"
+    ).fetchone()[0]
+    db.close()
+    tracked = 11 * 2 * runs
+    return {
+        "unlocked_ms": statistics.median(free),
+        "locked_ms": statistics.median(locked),
+        "delay_ms": statistics.median(locked) - statistics.median(free),
+        "tracked": tracked,
+        "stored": stored,
+        "counted_locked": locked_drops,
+    }
+
+
+GEVENT_HOST = """
+from gevent import monkey
+monkey.patch_all()
+import json, sys, time
+import gevent
+worst = [0.0]
+def ticker():
+    last = time.perf_counter()
+    while True:
+        gevent.sleep(0.0005)
+        now = time.perf_counter()
+        worst[0] = max(worst[0], now - last)
+        last = now
+use = sys.argv[1] == "1"
+if use:
+    from spool import Telemetry
+    t = Telemetry("benchhost", "1.0.0", state_dir=sys.argv[2], max_bytes=4 * 1024 * 1024)
+gevent.spawn(ticker)
+gevent.sleep(0.01)
+worst[0] = 0.0
+for _ in range(200):
+    for _ in range(50):
+        if use:
+            t.track("cli_command", cli_command="eval")
+        else:
+            json.dumps({"cli_command": "eval"})
+    gevent.sleep(0.005)
+print(json.dumps({"worst_ms": worst[0] * 1000}))
+"""
+
+
+def bench_gevent(tmp: Path) -> dict[str, Any]:
+    try:
+        import gevent  # noqa: F401
+    except ImportError:
+        return {"skipped": "gevent not installed"}
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out: dict[str, Any] = {}
+    for label, use in (("without", "0"), ("with", "1")):
+        vals = []
+        for i in range(3):
+            proc = subprocess.run(
+                [sys.executable, "-c", GEVENT_HOST, use, str(tmp / f"gevent{i}")],
+                env=env, capture_output=True, text=True, check=True,
+            )
+            vals.append(json.loads(proc.stdout.strip().splitlines()[-1])["worst_ms"])
+        out[f"{label}_worst_stall_ms"] = statistics.median(vals)
+    out["ratio"] = out["with_worst_stall_ms"] / out["without_worst_stall_ms"]
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    n = 4_000 if args.quick else 20_000
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        result = {
+            "threads": bench_threads(tmp, n),
+            "cap": bench_cap(tmp, 4 * 1024 * 1024),
+            "spawns": bench_spawns(tmp, n),
+            "exit_locked": bench_exit_locked(tmp, 3 if args.quick else 7),
+            "gevent": bench_gevent(tmp),
+        }
+    text = json.dumps(result, indent=1, sort_keys=True)
+    print(text)
+    if not args.quick:
+        (ROOT / "docs" / "performance-hosts.json").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
