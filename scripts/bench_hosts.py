@@ -64,11 +64,14 @@ def bench_threads(tmp: Path, n: int) -> dict[str, Any]:
             per = [[] for _ in range(k)]  # type: list[list[int]]
             start = threading.Barrier(k)
 
-            def work(i: int) -> None:
+            def work(i: int, start: threading.Barrier, out: list[int], calls: int) -> None:
                 start.wait()
-                _timed_track(t, max(n // k, 500), per[i])
+                _timed_track(t, calls, out)
 
-            pool = [threading.Thread(target=work, args=(i,)) for i in range(k)]
+            pool = [
+                threading.Thread(target=work, args=(i, start, per[i], max(n // k, 500)))
+                for i in range(k)
+            ]
             for th in pool:
                 th.start()
             for th in pool:

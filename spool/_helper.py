@@ -24,14 +24,13 @@ helper to be outside SQLite before the process forks.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from . import _trigger
 from ._losses import Losses
 from ._policy import Policy
 from ._store import Spool, classify_error
-from ._threads import os_thread_api
+from ._threads import os_sleep, os_thread_api
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -82,6 +81,7 @@ class Helper:
         self._on_writer = on_writer
         self._idle_s = policy.wal_idle_ms / 1000.0
         self._start_thread, allocate_lock = os_thread_api()
+        self._sleep = os_sleep()
         self.busy = allocate_lock()  # held for every SQLite step of the helper
         self._wake = allocate_lock()  # a binary semaphore: released = "look at the jobs"
         self._wake.acquire()
@@ -187,13 +187,14 @@ class Helper:
                 if job == "evict":
                     self._evict()
                     continue
+                if job == "wal":
+                    self._vacuum()  # takes busy per slice itself (it is not re-entrant)
                 with self.busy:
                     spool = self._open()
                     if job == "trigger":
                         if self.trigger is not None:
                             self.trigger.maybe_spawn(spool)
                     else:
-                        self._vacuum()
                         self._wal_round(spool)
             except Exception as exc:  # counted; the spool is re-opened at the next job
                 self._losses.error(classify_error(exc))
@@ -255,10 +256,9 @@ class Helper:
             self._yield()
         self._vacuum_due = False
 
-    @staticmethod
-    def _yield() -> None:
+    def _yield(self) -> None:
         # Let appends in between slices: the GIL, briefly.
-        time.sleep(0)
+        self._sleep(0)
 
     def _wait_for_pause(self) -> bool:
         """True once no row was appended for ``idle_s``; False when stopping or

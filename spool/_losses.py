@@ -9,8 +9,9 @@ so they reach the maintainer too; ``split_errors`` tells the two apart.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
+
+from ._threads import os_thread_api
 
 __all__ = ["ERROR_PREFIX", "Losses", "split_errors"]
 
@@ -40,7 +41,9 @@ class Losses:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # A real OS lock even under gevent: the helper thread records losses too.
+        self._new_lock = os_thread_api()[1]
+        self._lock = self._new_lock()
         self._counts: dict[str, int] = {}
         # Every error seen by this process, kept for status() after the
         # pending counts were written (and taken) away.
@@ -89,6 +92,6 @@ class Losses:
 
     def after_fork_in_child(self) -> None:
         """The parent's pending counts are the parent's to write; fresh lock."""
-        self._lock = threading.Lock()
+        self._lock = self._new_lock()
         self._counts = {}
         self._errors = {}

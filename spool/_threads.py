@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-__all__ = ["green_patched", "os_thread_api"]
+__all__ = ["green_patched", "os_sleep", "os_thread_api"]
 
 
 def green_patched() -> bool:
@@ -57,3 +57,16 @@ def os_thread_api() -> tuple[Callable[..., Any], Callable[[], Any]]:
     import _thread
 
     return _thread.start_new_thread, _thread.allocate_lock
+
+
+def os_sleep() -> Callable[[float], None]:
+    """The real ``time.sleep``: a patched one would run a hub in the helper thread."""
+    gmonkey: Any = sys.modules.get("gevent.monkey")
+    if gmonkey is not None and green_patched():
+        try:
+            return gmonkey.get_original("time", "sleep")  # type: ignore[no-any-return]
+        except Exception:
+            pass
+    import time
+
+    return time.sleep

@@ -19,7 +19,6 @@ Wraps a ``Spool`` with what the host needs around it:
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -30,7 +29,7 @@ from ._paths import UnsafeStateDir
 from ._policy import Policy
 from ._sidecar import append_losses, take_losses
 from ._store import Row, Spool, classify_error
-from ._threads import green_patched
+from ._threads import green_patched, os_thread_api
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -61,7 +60,10 @@ class Writer:
         self.fault: str | None = None  # why spooling is impossible, if it is
         self.fault_detail = ""
         self._size_check_bytes = policy.size_check_bytes  # read on every append
-        self._lock = threading.Lock()
+        # A real OS lock even under gevent: the helper (a real OS thread)
+        # takes it for eviction slices, and a green lock cannot be shared so.
+        self._new_lock = os_thread_api()[1]
+        self._lock = self._new_lock()
         # In-process contention lasts microseconds (one INSERT): wait for it,
         # bounded, rather than park; parking is for another process's lock.
         self._lock_wait_s = policy.lock_wait_ms / 1000.0
@@ -447,7 +449,7 @@ class Writer:
         """Called by the facade's at-fork hook in the child process."""
         # Locks held at fork time would never be released in the child; the
         # parent's parked rows and pending counts belong to the parent.
-        self._lock = threading.Lock()
+        self._lock = self._new_lock()
         self._buffer = deque()
         self.losses.after_fork_in_child()
         self.helper.abandon_after_fork()
