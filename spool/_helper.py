@@ -191,11 +191,19 @@ class Helper:
                     self._vacuum()  # takes busy per slice itself (it is not re-entrant)
                 with self.busy:
                     spool = self._open()
-                    if job == "trigger":
-                        if self.trigger is not None:
-                            self.trigger.maybe_spawn(spool)
-                    else:
-                        self._wal_round(spool)
+                    try:
+                        if job == "trigger":
+                            if self.trigger is not None:
+                                self.trigger.maybe_spawn(spool)
+                        else:
+                            self._wal_round(spool)
+                    finally:
+                        # The trigger reads the upload row on this connection: a
+                        # hand-edited one counts here, or the count would be lost
+                        # when the spawn claim rewrites the row.
+                        bad, spool.bad_rows = spool.bad_rows, 0
+                        if bad:
+                            self._losses.error("bad_row", bad)
             except Exception as exc:  # counted; the spool is re-opened at the next job
                 self._losses.error(classify_error(exc))
                 self._close_spool()

@@ -33,8 +33,11 @@ def test_telemetry_flush_delivers_what_the_host_tracked(tmp_path: Path, state_di
             t.track("cli_command", cli_command="eval")
         n = t.status()["queued"]
         result = t.flush(timeout=30)
-        assert result.outcome == "empty" and result.sent == n
+        # The uploader the host starts at launch (it found the lifecycle events queued)
+        # may deliver some or all of them first; flush() sends the rest.
+        assert result.outcome == "empty" and result.sent <= n, result
         assert c.stats()["events"] == n
+        assert t.status()["queued"] == 0
         t.close()
 
 
