@@ -159,20 +159,24 @@ def _create_exclusive(path: Path, state: dict[str, Any]) -> bool:
     either no file or a complete one. Windows (untested here): ``os.rename``
     also refuses an existing target there.
     """
-    corrupt = path.exists()
     tmp = _write_temp(path, state)
     try:
-        if corrupt:
-            # Unreadable leftovers are replaced: the install starts over.
-            os.replace(tmp, path)
-            return True
         if _IS_WINDOWS:
             os.rename(tmp, path)
-            return True
-        os.link(tmp, path)
+        else:
+            os.link(tmp, path)
         return True
     except FileExistsError:
-        return False
+        # Decided only now, from what is there: checking for a leftover before
+        # linking let a process that lost the race take the winner's fresh file
+        # for a corrupt one and replace it (two first runs, seen in
+        # test_racing_processes_agree_on_exactly_one_first_run under load).
+        if _read(path) is not None:
+            return False
+        # Unreadable leftovers are replaced: the install starts over. (Two
+        # processes racing over a corrupt file may both count a first run.)
+        os.replace(tmp, path)
+        return True
     finally:
         try:
             os.unlink(tmp)

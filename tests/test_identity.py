@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from spool import Telemetry
-from spool._identity import load_identity, read_install_id
+from spool._identity import _create_exclusive, load_identity, read_install_id
 from spool._paths import UnsafeStateDir
 
 DAY = 86400.0
@@ -149,3 +149,16 @@ def test_an_unusable_install_file_costs_only_the_lifecycle_events(state_dir: Pat
         status = t.status()
     assert status["queued"] == 1
     assert status["dropped"] == {"identity_error": 1}
+
+
+def test_a_file_created_by_a_racer_after_our_read_is_theirs(state_dir: Path) -> None:
+    """The window test_racing_processes_agree_on_exactly_one_first_run hits under load.
+
+    Another process publishes install.json between this one's read (absent) and
+    its create: the create must yield to it, not mistake it for a corrupt leftover.
+    """
+    make_dir(state_dir)
+    theirs = load_identity(state_dir, "1.0.0")  # the racer, done first
+    ours = {"install_id": "0" * 32, "created_day": 1, "version": "1.0.0", "previous_version": None}
+    assert not _create_exclusive(state_dir / "install.json", ours)
+    assert read_install_id(state_dir) == theirs.install_id
