@@ -85,10 +85,10 @@ def sink_main() -> None:
 # -- the measurement ---------------------------------------------------------------------------
 def _prefill(state_dir: Path, n: int, endpoint: str) -> None:
     from spool import Schema
-    from spool._ids import new_event_id, new_run_id
-    from spool._paths import ensure_state_dir
     from spool._policy import Policy
-    from spool._store import Row, Spool, iso_time
+    from spool.install._ids import new_event_id, new_run_id
+    from spool.store._paths import ensure_state_dir
+    from spool.store._store import Row, Spool, iso_time
 
     ensure_state_dir(state_dir)
     policy = Policy(max_bytes=256 * 1024 * 1024)  # the bench measures draining, not eviction

@@ -7,10 +7,10 @@ Never imports urllib3, filelock, sqlite-utils or the ``uploader`` package.
 from __future__ import annotations
 
 from ._errors import ConfigError, SchemaError, TelemetryError
-from ._flush import FlushResult
-from ._legacy import Legacy
-from ._schema import Schema
 from ._telemetry import Telemetry
+from .install._legacy import Legacy
+from .launch._flush import FlushResult
+from .schema._schema import Schema
 
 __all__ = [
     "ConfigError",

@@ -17,23 +17,23 @@ import weakref
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import _consent, _ids, _notice, _serverless
-from ._endpoint import validate_endpoint
-from ._env import check_env
 from ._errors import ConfigError
-from ._flush import FlushResult, run_flush
-from ._legacy import Legacy
-from ._lifecycle import lifecycle_events
 from ._losses import ERROR_PREFIX, Losses, split_errors
-from ._paths import UnsafeStateDir, ensure_state_dir, env_prefix, validate_app
 from ._policy import Policy
-from ._purge import clear_state_dir, purge_state_dir
-from ._sampling import Sampler, keep_run, parse_rate
-from ._schema import Schema
-from ._sidecar import append_losses
-from ._store import Row, Spool, iso_time
-from ._trigger import Trigger
-from ._writer import Writer
+from .install import _consent, _ids, _notice, _serverless
+from .install._endpoint import validate_endpoint
+from .install._env import check_env
+from .install._legacy import Legacy
+from .install._lifecycle import lifecycle_events
+from .install._sampling import Sampler, keep_run, parse_rate
+from .launch._flush import FlushResult, run_flush
+from .launch._trigger import Trigger
+from .schema._schema import Schema
+from .store._clear import clear_state_dir, purge_state_dir
+from .store._paths import UnsafeStateDir, ensure_state_dir, env_prefix, validate_app
+from .store._sidecar import append_losses
+from .store._store import Row, Spool, iso_time
+from .store._writer import Writer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -396,7 +396,7 @@ class Telemetry:
     def purge(self) -> None:
         """Delete every queued event, drop count and the install id. Never raises.
 
-        The same clear as ``telespool purge`` (see spool/_purge.py); a file
+        The same clear as ``telespool purge`` (see spool/store/_clear.py); a file
         that could not be deleted is counted as error ``purge_incomplete``.
         """
         try:

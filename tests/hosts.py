@@ -10,10 +10,10 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from spool import _consent
+from spool.install import _consent
 
 ROOT = Path(__file__).resolve().parent.parent
-# Every variable the consent resolver reads (spool/_consent.py is the source),
+# Every variable the consent resolver reads (spool/install/_consent.py is the source),
 # so a test's own environment can never switch telemetry off by accident.
 CONSENT_VARS = frozenset({"DO_NOT_TRACK", "CI", *(var for var, _ in _consent._CI_VARS)})
 # Subprocess hosts also shed the test-runner markers pytest sets in this process.

@@ -271,7 +271,7 @@ def fill(state_dir: Path, n: int, endpoint: str | None, **policy: Any) -> None:
 def set_endpoint(state_dir: Path, endpoint: str | None) -> None:
     """Point an existing spool at another endpoint, as a host's config write would."""
     from spool._policy import Policy
-    from spool._store import Spool
+    from spool.store._store import Spool
 
     s = Spool(state_dir, Policy())
     try:
@@ -284,7 +284,7 @@ def set_endpoint(state_dir: Path, endpoint: str | None) -> None:
 
 def queued(state_dir: Path) -> int:
     from spool._policy import Policy
-    from spool._store import Spool
+    from spool.store._store import Spool
 
     s = Spool(state_dir, Policy())
     try:
@@ -295,7 +295,7 @@ def queued(state_dir: Path) -> int:
 
 def meta(state_dir: Path, key: str) -> Any:
     from spool._policy import Policy
-    from spool._store import Spool
+    from spool.store._store import Spool
 
     s = Spool(state_dir, Policy())
     try:
@@ -306,7 +306,7 @@ def meta(state_dir: Path, key: str) -> Any:
 
 def drops(state_dir: Path) -> dict[str, int]:
     from spool._policy import Policy
-    from spool._store import Spool
+    from spool.store._store import Spool
 
     s = Spool(state_dir, Policy())
     try:

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from spool import Telemetry
-
-from .hosts import host_env, last_json, run_host
+from tests.hosts import host_env, last_json, run_host
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(

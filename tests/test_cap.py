@@ -9,7 +9,7 @@ from pathlib import Path
 
 from spool import Telemetry
 from spool._policy import Policy
-from spool._store import Row, Spool, iso_time
+from spool.store._store import Row, Spool, iso_time
 
 CAP = 512 * 1024
 

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from spool import Telemetry
-from spool._store import StoredEvent
+from spool.store._store import StoredEvent
 from tests.servers import Collector, collector, run_uploader
-from uploader._encode import EnvelopeHeader
-from uploader._otlp import encode_otlp
+from uploader.wire._encode import EnvelopeHeader
+from uploader.wire._otlp import encode_otlp
 
 OTLP_GZ = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
 HEADER = EnvelopeHeader("voice-agent-sdk", 5, "sha256:x", "demo", "1.0.0", None)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from spool import Telemetry
-from spool._consent import (
+from spool.install._consent import (
     Decision,
     ci_vendor,
     debug_mode,

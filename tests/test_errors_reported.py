@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 from spool import Telemetry
-
-from .servers import (
+from tests.servers import (
     child_env,
     collector,
     queued,
@@ -20,7 +19,7 @@ from .servers import (
     set_endpoint,
     wait_for,
 )
-from .test_call_path_faults import ExternalWriter
+from tests.test_call_path_faults import ExternalWriter
 
 
 def test_a_swallowed_lock_error_reaches_status_and_the_collector(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from spool import _ids
+from spool.install import _ids
 
 
 def test_event_ids_are_valid_random_uuid4s() -> None:

@@ -46,7 +46,7 @@ import pytest
 import trustme
 
 from spool._policy import Policy
-from spool._upload_state import parse_time
+from spool.store._upload_state import parse_time
 from tests.hosts import host_env, last_json, run_host
 from tests.servers import (
     Blackhole,

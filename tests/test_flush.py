@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from spool import FlushResult, Telemetry
-from spool._flush import run_flush
+from spool.launch._flush import run_flush
 from tests.servers import Blackhole, ScriptedServer, child_env, collector, fill, fixed, queued
 
 
@@ -80,7 +80,7 @@ def test_flush_never_loads_urllib3_into_the_host(state_dir: Path) -> None:
     with ScriptedServer(fixed(200)) as server:
         fill(state_dir, 5, server.url)
         code = (
-            "import sys; from spool._flush import run_flush; from pathlib import Path; "
+            "import sys; from spool.launch._flush import run_flush; from pathlib import Path; "
             f"r = run_flush(Path({str(state_dir)!r}), timeout=20); "
             "print(r.outcome, r.sent, 'urllib3' in sys.modules, 'uploader' in sys.modules)"
         )

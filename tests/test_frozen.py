@@ -140,7 +140,7 @@ def test_flush_in_a_frozen_app_without_freeze_support_says_what_to_do(
 
 def test_freeze_support_does_nothing_in_a_normal_interpreter() -> None:
     import uploader
-    from spool import _trigger
+    from spool.launch import _trigger
 
     uploader.freeze_support()
     assert _trigger._FROZEN_ENTRY == [False]

@@ -16,10 +16,9 @@ import threading
 from pathlib import Path
 
 from spool import Telemetry
-
-from .hosts import run_host
-from .servers import refused_port
-from .test_call_path_faults import ExternalWriter
+from tests.hosts import run_host
+from tests.servers import refused_port
+from tests.test_call_path_faults import ExternalWriter
 
 
 def _count(state_dir: Path, command: str) -> int:

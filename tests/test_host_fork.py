@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .hosts import ROOT, host_env, run_host
+from tests.hosts import ROOT, host_env, run_host
 
 
 def _count(state_dir: Path, where: str = "1") -> int:

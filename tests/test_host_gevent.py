@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .hosts import run_host
+from tests.hosts import run_host
 
 pytest.importorskip("gevent")
 

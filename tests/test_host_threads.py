@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from spool import Telemetry, _ids
+from spool import Telemetry
 from spool._losses import Losses
+from spool.install import _ids
 
 
 def _stored(state_dir: Path, name: str) -> int:

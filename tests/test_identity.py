@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from spool import Telemetry
-from spool._identity import _create_exclusive, load_identity, read_install_id
-from spool._paths import UnsafeStateDir
+from spool.install._identity import _create_exclusive, load_identity, read_install_id
+from spool.store._paths import UnsafeStateDir
 
 DAY = 86400.0
 
@@ -85,7 +85,7 @@ def test_a_symlinked_install_file_is_refused(state_dir: Path, tmp_path: Path) ->
 _RACER = """
 import sys
 from pathlib import Path
-from spool._identity import load_identity
+from spool.install._identity import load_identity
 print(int(load_identity(Path(sys.argv[1]), "1.0.0").first_run))
 """
 

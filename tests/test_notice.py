@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from spool._notice import NOTICE_NAME, maybe_show_notice, render_notice
+from spool.install._notice import NOTICE_NAME, maybe_show_notice, render_notice
 from tests.loopback import clean_env, telespool
 
 HOST = """

@@ -26,9 +26,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from spool import Telemetry, __version__
-from spool._store import StoredEvent
-from uploader._encode import ENCODERS, EnvelopeHeader
-from uploader._otlp import (
+from spool.store._store import StoredEvent
+from uploader.wire._encode import ENCODERS, EnvelopeHeader
+from uploader.wire._otlp import (
     DROPPED_EVENT,
     EVENT_ID_KEY,
     RUN_ID_KEY,

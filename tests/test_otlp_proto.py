@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from spool._policy import Policy
-from spool._store import Spool
+from spool.store._store import Spool
 from tests.hosts import host_env, run_host
 from tests.servers import ScriptedServer, fill, fixed, meta, queued, run_uploader
-from uploader._encode import ENCODERS, EnvelopeHeader
+from uploader.wire._encode import ENCODERS, EnvelopeHeader
 
 pytest.importorskip("oteltap", reason="oteltap is in the test extra")
 pytest.importorskip("opentelemetry.proto", reason="opentelemetry-proto is in the test extra")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from spool import _probes
-from spool._probes import PROBES, env_probe, probe_all, process_probes
+from spool.install import _probes
+from spool.install._probes import PROBES, env_probe, probe_all, process_probes
 
 
 @pytest.fixture

@@ -115,7 +115,7 @@ def test_the_api_purge_counts_a_file_it_could_not_delete(state_dir: Path) -> Non
 def test_a_directory_where_a_file_should_be_is_reported_not_removed(state_dir: Path) -> None:
     Telemetry(app="demo", version="1.0.0", state_dir=state_dir).close()
     (state_dir / "notes").mkdir()
-    from spool._purge import clear_state_dir
+    from spool.store._clear import clear_state_dir
 
     report = clear_state_dir(state_dir)
     assert not report.ok and "notes" in report.failed

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from spool import Telemetry, _trigger
+from spool import Telemetry
+from spool.launch import _trigger
 from tests.servers import meta, refused_port, wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

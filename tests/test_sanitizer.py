@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from spool._models import ModelSanitizer
+from spool.schema._models import ModelSanitizer
 from tests.format_fixture import FIXTURE
 
 SCHEMA = FIXTURE

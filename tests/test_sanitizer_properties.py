@@ -12,7 +12,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spool import Schema, Telemetry, _ids
+from spool import Schema, Telemetry
+from spool.install import _ids
 from tests.format_fixture import FIXTURE
 from tests.schema_oracle import allowed
 

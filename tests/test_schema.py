@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from spool import Schema, SchemaError
 
-REFERENCE = Path(__file__).parent.parent / "spool" / "reference_schema.json"
+REFERENCE = Path(__file__).parent.parent / "spool" / "schema" / "reference.json"
 
 
 def minimal() -> dict[str, Any]:
@@ -260,7 +260,7 @@ def test_copying_the_reference_document_gives_an_equal_schema() -> None:
 
 
 def test_the_bundled_file_passes_full_validation_including_patterns() -> None:
-    from spool._schema_check import check_document
+    from spool.schema._check import check_document
 
     assert check_document(json.loads(REFERENCE.read_text())) == []
     assert Schema.load(REFERENCE) == Schema.reference()

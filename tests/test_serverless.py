@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from spool import _serverless
+from spool.install import _serverless
 from tests.hosts import ROOT, host_env
 from tests.loopback import processes_mentioning
 from tests.servers import Reply, ScriptedServer
@@ -115,7 +115,7 @@ def test_invocations_deliver_through_flush_and_leave_no_process(
 
 
 def test_off_serverless_the_default_state_dir_is_used(tmp_path: Path) -> None:
-    from spool._paths import default_state_dir
+    from spool.store._paths import default_state_dir
 
     assert _serverless.platform({}) is None
     assert _serverless.default_state_dir("demo", {}, create=False) == default_state_dir("demo")
@@ -126,7 +126,7 @@ def test_the_trigger_never_spawns_on_a_serverless_platform(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from spool._policy import Policy
-    from spool._trigger import spawn_veto
+    from spool.launch._trigger import spawn_veto
 
     assert spawn_veto(True, {}, 0.0, Policy()) is None
     monkeypatch.setenv("VERCEL", "1")

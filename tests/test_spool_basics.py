@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from spool import ConfigError, Telemetry
-from spool._migrations import SCHEMA_VERSION
-
-from .hosts import host_env, run_host
+from spool.store._migrations import SCHEMA_VERSION
+from tests.hosts import host_env, run_host
 
 
 def test_tracked_events_are_readable_rows(state_dir: Path) -> None:

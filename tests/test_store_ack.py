@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from spool._policy import Policy
-from spool._purge import clear_state_dir, purge_state_dir
-from spool._store import Row, Spool, iso_time
+from spool.store._clear import clear_state_dir, purge_state_dir
+from spool.store._store import Row, Spool, iso_time
 from tests.hosts import run_host
 from tests.loopback import clean_env, telespool
 from tests.servers import fill

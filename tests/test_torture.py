@@ -9,7 +9,7 @@ An appender reports an event id only after ``track()`` returned *and* the row
 is in SQLite (``track()`` may park a row in its bounded memory buffer while an
 uploader holds the write lock; a SIGKILL loses what is parked, so such ids are
 reported separately and counted, never claimed as durable). The id is taken
-from the host's own ``spool._ids.new_event_id``, wrapped inside the appender
+from the host's own ``spool.install._ids.new_event_id``, wrapped inside the appender
 process to record what it returned: the spool and SQLite are untouched.
 
 Afterwards every durable id is in the collector (exactly once: its events
@@ -38,8 +38,8 @@ from pathlib import Path
 import pytest
 
 from spool._policy import Policy
-from spool._store import Spool
-from spool._upload_state import format_time, update_upload_state
+from spool.store._store import Spool
+from spool.store._upload_state import format_time, update_upload_state
 from tests.hosts import host_env
 from tests.servers import child_env, collector, queued, run_uploader
 from uploader._drain import PAUSE_AFTER_POST_ENV

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from spool import Telemetry, _trigger
+from spool import Telemetry
 from spool._policy import Policy
-from spool._upload_state import format_time
+from spool.launch import _trigger
+from spool.store._upload_state import format_time
 from tests.servers import Blackhole, collector, meta, queued, refused_port, wait_for
 
 NOW = 1_800_000_000.0

@@ -110,7 +110,7 @@ def test_missing_spool_is_not_created(state_dir: Path) -> None:
 def test_plain_http_to_a_remote_host_is_refused(state_dir: Path) -> None:
     fill(state_dir, 5, "http://127.0.0.1:9/")
     from spool._policy import Policy
-    from spool._store import Spool
+    from spool.store._store import Spool
 
     s = Spool(state_dir, Policy())
     config = s.get_meta("config")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from spool._upload_state import parse_time
+from spool.store._upload_state import parse_time
 from tests.servers import (
     Blackhole,
     Reply,
@@ -128,8 +128,8 @@ def test_a_next_attempt_beyond_the_cap_is_treated_as_a_clock_jump(state_dir: Pat
     with ScriptedServer(fixed(200)) as server:
         fill(state_dir, 5, server.url, **FAST, backoff_max_s=600.0)
         from spool._policy import Policy
-        from spool._store import Spool
-        from spool._upload_state import format_time, update_upload_state
+        from spool.store._store import Spool
+        from spool.store._upload_state import format_time, update_upload_state
 
         s = Spool(state_dir, Policy())
         update_upload_state(s, {"next_attempt_at": format_time(time.time() + 10 * 86400)})

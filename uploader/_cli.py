@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from spool._trigger import neutral_cwd
+from spool.launch._trigger import neutral_cwd
 
 from ._drain import PassResult, drain
 

@@ -20,19 +20,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from spool._consent import kill_switch
-from spool._flush import FlushResult
-from spool._paths import DB_NAME, INSTALL_NAME, MARKER_NAME, UnsafeStateDir
 from spool._policy import Policy
-from spool._purge import purge_state_dir
-from spool._store import Spool, classify_error
-from spool._upload_state import format_time, parse_time, read_upload_state, update_upload_state
-from spool._writer import ERROR_PREFIX
+from spool.install._consent import kill_switch
+from spool.launch._flush import FlushResult
+from spool.store._clear import purge_state_dir
+from spool.store._paths import DB_NAME, INSTALL_NAME, MARKER_NAME, UnsafeStateDir
+from spool.store._store import Spool, classify_error
+from spool.store._upload_state import (
+    format_time,
+    parse_time,
+    read_upload_state,
+    update_upload_state,
+)
+from spool.store._writer import ERROR_PREFIX
 
 from ._backoff import Backoff
-from ._encode import ENCODERS, EnvelopeHeader, encode_json_fragments, gzip_body, missing_extra
 from ._lock import try_lock
 from ._result import Ack, Drop, Retry, Split
+from .wire._encode import ENCODERS, EnvelopeHeader, encode_json_fragments, gzip_body, missing_extra
 
 __all__ = ["PAUSE_AFTER_POST_ENV", "PassResult", "drain"]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import filelock
 
-from spool._paths import LOCK_NAME, check_regular_or_absent
+from spool.store._paths import LOCK_NAME, check_regular_or_absent
 
 __all__ = ["try_lock"]
 

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from spool._endpoint import is_loopback_host
+from spool.install._endpoint import is_loopback_host
 
 __all__ = ["DIRECT", "ProxyChoice", "ProxyConfigError", "bypasses", "choose_proxy", "redact"]
 

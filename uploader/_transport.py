@@ -33,7 +33,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from spool._endpoint import validate_endpoint
+from spool.install._endpoint import validate_endpoint
 
 from ._backoff import parse_retry_after
 from ._proxy import ProxyChoice, ProxyConfigError, choose_proxy, redact

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from .._paths import validate_app
+from ..store._paths import validate_app
 from . import _ops, _render
 from ._errors import CliError
 

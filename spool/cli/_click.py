@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import click
 
-from .._paths import validate_app
+from ..store._paths import validate_app
 from . import _ops, _render
 from ._errors import CliError
 

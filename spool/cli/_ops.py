@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import _consent
-from .._paths import (
+from ..install import _consent
+from ..store._clear import clear_state_dir, purge_state_dir
+from ..store._paths import (
     INSTALL_NAME,
     MARKER_NAME,
     UnsafeStateDir,
@@ -25,8 +26,7 @@ from .._paths import (
     env_prefix,
     validate_app,
 )
-from .._purge import clear_state_dir, purge_state_dir
-from .._writer import split_errors
+from ..store._writer import split_errors
 from ._errors import CliError
 from ._reader import read_events, read_snapshot
 
@@ -218,7 +218,7 @@ def flush(
     """Drain the spool now through the uploader, bounded by ``timeout`` seconds.
 
     ``outcome`` is the uploader's (``empty`` means all sent; see
-    ``spool._flush.FlushResult``), or ``disabled`` / ``no_spool`` when there
+    ``spool.launch._flush.FlushResult``), or ``disabled`` / ``no_spool`` when there
     was nothing to do. ``ok`` is true when nothing is left queued.
     """
     env = os.environ if env is None else env
@@ -232,7 +232,7 @@ def flush(
     if existing is None or not _has_spool(existing):
         return {**base, "outcome": "no_spool", "ok": True}
     try:
-        from .._flush import run_flush
+        from ..launch._flush import run_flush
     except ImportError as exc:
         raise CliError(f"flush is not available in this build: {exc}") from exc
     try:
@@ -316,7 +316,7 @@ def _disk_bytes(state_dir: Path | None) -> int:
 
 
 def _age_s(iso: str | None) -> float | None:
-    from .._upload_state import parse_time
+    from ..store._upload_state import parse_time
 
     then = parse_time(iso)
     return None if then is None else round(max(time.time() - then, 0.0), 3)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .._paths import DB_NAME
+from ..store._paths import DB_NAME
 from ._errors import CliError
 
 __all__ = ["SpoolSnapshot", "open_readonly", "read_events", "read_snapshot"]

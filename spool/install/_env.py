@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ..store._paths import env_prefix
 from ._endpoint import endpoint_problem
-from ._paths import env_prefix
 
 __all__ = ["EnvCheck", "check_env"]
 
-# What the consent switches accept (spool/_consent.py reads them with is_truthy).
+# What the consent switches accept (spool/install/_consent.py reads them with is_truthy).
 _BOOLEAN_WORDS = frozenset({"1", "true", "yes", "on", "0", "false", "no", "off", ""})
 _BOOLEAN_PROBLEM = "not a boolean (1/0, true/false, yes/no, on/off): ignored"
 

@@ -23,13 +23,13 @@ import time
 from collections import deque
 from pathlib import Path
 
+from .._losses import ERROR_PREFIX, Losses, split_errors
+from .._policy import Policy
+from .._threads import green_patched, os_thread_api
 from ._helper import Helper
-from ._losses import ERROR_PREFIX, Losses, split_errors
 from ._paths import UnsafeStateDir
-from ._policy import Policy
 from ._sidecar import append_losses, take_losses
 from ._store import Row, Spool, classify_error
-from ._threads import green_patched, os_thread_api
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

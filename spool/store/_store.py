@@ -15,9 +15,9 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from .._policy import Policy
 from ._migrations import migrate
 from ._paths import DB_NAME, UnsafeStateDir, check_regular_or_absent, secure_create
-from ._policy import Policy
 
 __all__ = [
     "Row",

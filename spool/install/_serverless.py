@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import _paths
+from ..store import _paths
 from ._probes import serverless
 
 __all__ = ["default_state_dir", "platform"]

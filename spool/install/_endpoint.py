@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ._errors import ConfigError
+from .._errors import ConfigError
 
 __all__ = ["endpoint_problem", "is_loopback_host", "validate_endpoint"]
 

@@ -22,8 +22,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from .._record import Record
 from ._paths import DB_NAME, LOCK_NAME, MARKER_NAME
-from ._record import Record
 from ._store import clear_spool
 
 TYPE_CHECKING = False

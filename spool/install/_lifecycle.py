@@ -14,10 +14,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..schema._schema import Schema
 from ._identity import Identity, load_identity
 from ._legacy import Legacy
 from ._probes import env_probe, process_probes
-from ._schema import Schema
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

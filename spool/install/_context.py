@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ._sanitize import OTHER, sanitize_version
+from ..schema._sanitize import OTHER, sanitize_version
 
 __all__ = ["CONTEXT_KEYS", "CONTEXT_PREFIX", "arch", "build", "os_family"]
 

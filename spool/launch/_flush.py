@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from ._record import Record
+from .._record import Record
 from ._trigger import launch_blocker, neutral_cwd, uploader_command
 
 TYPE_CHECKING = False

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import _trigger
-from ._losses import Losses
-from ._policy import Policy
+from .._losses import Losses
+from .._policy import Policy
+from .._threads import os_sleep, os_thread_api
+from ..launch import _trigger
 from ._store import Spool, classify_error
-from ._threads import os_sleep, os_thread_api
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

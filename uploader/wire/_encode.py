@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from spool._store import StoredEvent
-from spool._writer import split_errors
+from spool.store._store import StoredEvent
+from spool.store._writer import split_errors
 
 __all__ = [
     "ENCODERS",
@@ -130,7 +130,7 @@ def _encode_otlp(
     dropped: Mapping[str, int],
     sent_at: str,
 ) -> Encoded:
-    # Imported on first use: uploader/_otlp.py imports this module's types.
+    # Imported on first use: uploader/wire/_otlp.py imports this module's types.
     from ._otlp import encode_otlp
 
     return encode_otlp(header, events, dropped, sent_at)

@@ -24,10 +24,10 @@ import threading
 import time
 from pathlib import Path
 
-from . import _serverless
-from ._policy import Policy
-from ._store import Spool, _transaction
-from ._upload_state import UPLOAD_KEY, format_time, parse_time, read_upload_state
+from .._policy import Policy
+from ..install import _serverless
+from ..store._store import Spool, _transaction
+from ..store._upload_state import UPLOAD_KEY, format_time, parse_time, read_upload_state
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..store._paths import env_prefix
 from . import _consent
-from ._paths import env_prefix
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

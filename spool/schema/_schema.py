@@ -19,8 +19,8 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import _context
-from ._errors import SchemaError
+from .._errors import SchemaError
+from ..install import _context
 from ._models import ModelSanitizer
 from ._plan import compile_plan, run_plan
 from ._sanitize import DROP, Allowed, compile_prop
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Schema"]
 
-_REFERENCE = Path(__file__).with_name("reference_schema.json")
+_REFERENCE = Path(__file__).with_name("reference.json")
 _REFERENCE_SCHEMA: Schema | None = None
 
 
@@ -46,7 +46,7 @@ class Schema:
         """Validate ``doc`` (the parsed JSON) and compile it; raises SchemaError."""
         # Imported here: validation is only needed when a schema is built, and
         # its regexes would otherwise add to ``import spool``.
-        from ._schema_check import check_document
+        from ._check import check_document
 
         if not isinstance(doc, Mapping):
             raise SchemaError([f"(root): must be an object, got {type(doc).__name__}"])

@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ._record import Record
+from .._record import Record
 
 __all__ = ["Legacy", "LegacyInstall", "read_legacy_install"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ._paths import INSTALL_NAME
+from ..store._paths import INSTALL_NAME
 
 __all__ = ["forget_install", "new_event_id", "new_run_id"]
 

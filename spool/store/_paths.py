@@ -15,7 +15,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from ._errors import ConfigError
+from .._errors import ConfigError
 
 __all__ = [
     "DB_NAME",

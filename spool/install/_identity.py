@@ -18,9 +18,9 @@ import time
 from collections import namedtuple
 from pathlib import Path
 
+from ..store._paths import INSTALL_NAME, check_regular_or_absent
 from ._ids import new_run_id
 from ._legacy import Legacy, read_legacy_install
-from ._paths import INSTALL_NAME, check_regular_or_absent
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

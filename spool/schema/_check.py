@@ -12,9 +12,9 @@ import math
 import re
 from collections.abc import Mapping
 
-from ._context import CONTEXT_PREFIX
+from ..install._context import CONTEXT_PREFIX
+from ..install._probes import AUTO_SOURCES
 from ._models import compile_pattern
-from ._probes import AUTO_SOURCES
 from ._sanitize import ID_SHAPES
 
 TYPE_CHECKING = False

@@ -22,8 +22,8 @@ import sys
 from collections.abc import Container, Mapping, Sequence
 from pathlib import Path
 
-from ._paths import MARKER_NAME, env_prefix
-from ._record import Record
+from .._record import Record
+from ..store._paths import MARKER_NAME, env_prefix
 
 __all__ = [
     "Decision",

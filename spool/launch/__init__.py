@@ -1,0 +1,3 @@
+"""Starting the uploader: when (the trigger), how (a detached child process,
+reaped), and the host's synchronous ``flush()``.
+"""
