@@ -7,31 +7,31 @@ row to the local spool and returns; every fault is counted by reason.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import re
 import sys
 import time
-import weakref
 from collections.abc import Mapping
 from pathlib import Path
 
+from . import _hooks
+from ._args import check_args, valid_prefix
 from ._errors import ConfigError
-from ._losses import ERROR_PREFIX, Losses, split_errors
+from ._losses import ERROR_PREFIX, Losses
 from ._policy import Policy
 from .install import _consent, _ids, _notice, _serverless
 from .install._endpoint import validate_endpoint
 from .install._env import check_env
 from .install._legacy import Legacy
 from .install._lifecycle import lifecycle_events
-from .install._sampling import Sampler, keep_run, parse_rate
+from .install._sampling import keep_run, make_sampler
 from .launch._flush import FlushResult, run_flush
 from .launch._trigger import Trigger
 from .schema._schema import Schema
-from .store._clear import clear_state_dir, purge_state_dir
-from .store._paths import UnsafeStateDir, ensure_state_dir, env_prefix, validate_app
+from .store._clear import clear_for_host, purge_state_dir
+from .store._paths import UnsafeStateDir, ensure_state_dir, validate_app
 from .store._sidecar import append_losses
+from .store._status import status_snapshot, take_bad_rows
 from .store._store import Row, Spool, iso_time
 from .store._writer import Writer
 
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Telemetry"]
 
-FORMATS = ("json", "otlp", "otlp-proto")
-_PREFIX_RE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 # A row without namedtuple's Python-level __new__ (a fifth of a microsecond).
 _new_row = tuple.__new__
 
@@ -75,21 +73,12 @@ class Telemetry:
         env = os.environ
         self.app = validate_app(app)
         # The environment variables' prefix: getpatter's app is "getpatter", its prefix PATTER.
-        self.env_prefix = _valid_prefix(env_prefix, self.app)
+        self.env_prefix = valid_prefix(env_prefix, self.app)
         self._startup_props = dict(startup_props or {})  # lifecycle props only the host knows
         self._legacy = legacy
-        if not isinstance(version, str) or not version or len(version) > 64:
-            raise ConfigError(
-                f"version must be a non-empty string of at most 64 chars, got {version!r}"
-            )
-        if format not in FORMATS:
-            raise ConfigError(f"format must be one of {FORMATS}, got {format!r}")
-        if not isinstance(enabled, bool):
-            raise ConfigError(f"enabled must be a bool, got {enabled!r}")
+        check_args(version, format, enabled, notice)
         self.version = version
         self.format = format
-        if notice is not None and not isinstance(notice, str):
-            raise ConfigError(f"notice must be a string or None, got {type(notice).__name__}")
         self._notice = notice  # None: the default first-run notice; "": the host shows its own
         self.policy = Policy.from_overrides(policy_overrides)
         self._max_event_bytes = self.policy.max_event_bytes  # read on every track()
@@ -124,7 +113,7 @@ class Telemetry:
         self._live_writer: Writer | None = None
         self._closed = False
         self._count_fn = self._count  # bound once: track() passes it per call
-        self._sampler = self._make_sampler(env)
+        self._sampler = make_sampler(self.schema, env, prefix, self.run_id, self._count)
         try:
             self._init_runtime(enabled)
         except Exception as exc:
@@ -164,18 +153,7 @@ class Telemetry:
 
     # -- construction --------------------------------------------------------------------
     def _state_dir_if_exists(self) -> Path | None:
-        path = self.state_dir
-        if path is None:
-            try:
-                path = _serverless.default_state_dir(
-                    self.app, os.environ, create=False, prefix=self.env_prefix
-                )
-            except Exception:  # platformdirs failing is a runtime fault, not a crash
-                return None
-        try:
-            return path if path.is_dir() else None
-        except OSError:  # e.g. a parent we may not traverse: treat as absent
-            return None
+        return _serverless.existing_state_dir(self.state_dir, self.app, os.environ, self.env_prefix)
 
     def _start(self) -> None:
         try:
@@ -203,7 +181,7 @@ class Telemetry:
             self._trigger = Trigger(self.state_dir, self.policy, note_error=self._writer.note_error)
             self._writer.helper.trigger = self._trigger
             self._writer.helper.kick("trigger")
-        _register_exit(self)
+        _hooks.register(self)
         # The schema's lifecycle events; install.json is created here, on enabled runs only.
         startup = lifecycle_events(
             self.schema,
@@ -236,7 +214,7 @@ class Telemetry:
         }
         if spool.get_meta("config") != config:  # a hand-edited row reads as None: rewritten
             spool.set_meta("config", config)
-        self._take_bad_rows(spool)
+        take_bad_rows(spool, self._losses)
 
     def _expire_if_due(self, spool: Spool) -> None:
         # One indexed lookup of the oldest row; the full expiry scan runs only
@@ -293,15 +271,6 @@ class Telemetry:
             # The last line of defence: count it, never let it reach the host.
             self._count("error")
 
-    def _make_sampler(self, env: Mapping[str, str]) -> Sampler | None:
-        rate, valid = parse_rate(env.get(f"{self.env_prefix}_TELEMETRY_SAMPLE"))
-        if not valid:
-            self._count("invalid_env")
-        if rate >= 1.0 or not self.schema.sampleable:
-            return None
-        keep = keep_run(self.run_id, rate)
-        return Sampler(self.schema.sampleable, rate, keep, self.schema.sampling_rate_prop)
-
     def _track_without_spool(self, name: str, props: Mapping[str, Any]) -> None:
         if not self.decision.enabled:
             return
@@ -327,7 +296,7 @@ class Telemetry:
     # -- inspection and control -------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """A JSON-serializable snapshot. Never raises, whatever the spool holds."""
-        out: dict[str, Any] = {
+        out = {
             "app": self.app,
             "enabled": self.decision.enabled,
             "reason": self.decision.reason,
@@ -335,63 +304,10 @@ class Telemetry:
             "state_dir": str(self.state_dir) if self.state_dir is not None else None,
             "endpoint": self.endpoint,
             "format": self.format,
-            "queued": 0,
-            "bytes": 0,
-            "disk_bytes": 0,
-            "oldest": None,
-            "buffered": 0,
-            "dropped": {},
-            "errors": {},
             "config_errors": dict(self.config_errors),
             "fault": getattr(self, "_fault_detail", None),
-            "last_upload_at": None,
-            "next_attempt_at": None,
         }
-        out["dropped"], out["errors"] = split_errors(self._losses.pending())
-        try:
-            self._status_from_spool(out)
-        except Exception as exc:
-            # The last line of defence: what was read so far, and the error counted.
-            self._count(ERROR_PREFIX + "status")
-            out["fault"] = out["fault"] or f"status: {type(exc).__name__}"
-        return out
-
-    def _status_from_spool(self, out: dict[str, Any]) -> None:
-        writer = self._writer
-        if writer is None:
-            out["dropped"], out["errors"] = split_errors(self._losses.pending())
-            return
-        writer.sync(wait_ms=self.policy.lock_wait_ms)
-        out["buffered"] = writer.buffered
-        if writer.fault:
-            out["fault"] = writer.fault_detail or writer.fault
-        stored: dict[str, int] = {}
-
-        def read(spool: Spool) -> None:
-            out["queued"], out["bytes"] = spool.queued()
-            out["disk_bytes"] = spool.disk_bytes()
-            out["oldest"] = spool.oldest_time()
-            stored.update(spool.drops())
-            upload = spool.get_meta("upload")
-            if upload is not None and not isinstance(upload, dict):
-                spool.bad_rows += 1  # valid JSON, but not what telespool writes
-                upload = None
-            upload = upload or {}
-            out["last_upload_at"] = _time_or_none(spool, upload.get("last_upload_at"))
-            out["next_attempt_at"] = _time_or_none(spool, upload.get("next_attempt_at"))
-            self._take_bad_rows(spool)
-
-        writer.run_locked(read)
-        dropped = self._losses.pending()  # including what reading just counted
-        for reason, n in stored.items():
-            dropped[reason] = dropped.get(reason, 0) + n
-        out["dropped"], out["errors"] = split_errors(dropped)
-
-    def _take_bad_rows(self, spool: Spool) -> None:
-        """Count the rows read that were not what telespool writes (hand-edited)."""
-        n, spool.bad_rows = spool.bad_rows, 0
-        if n:
-            self._count(ERROR_PREFIX + "bad_row", n)
+        return status_snapshot(out, self._writer, self._losses, self.policy.lock_wait_ms)
 
     def purge(self) -> None:
         """Delete every queued event, drop count and the install id. Never raises.
@@ -401,23 +317,10 @@ class Telemetry:
         """
         try:
             state_dir = self._state_dir_if_exists() if self.state_dir is None else self.state_dir
-            if state_dir is None or not state_dir.is_dir():
-                self._losses.clear()
-                return
-            wait_ms = self.policy.close_wait_ms
-            writer = self._writer
-            report = None
             self._losses.clear()  # counts not yet written are purged too
-            if writer is not None:
-
-                def clear(spool: Spool) -> object:
-                    return clear_state_dir(state_dir, busy_s=wait_ms / 1000.0, conn=spool.conn)
-
-                report = writer.run_locked(clear, wait_ms=wait_ms)
-            if report is None:
-                # No spool of ours open (off, faulted) or its lock not ours in time.
-                report = clear_state_dir(state_dir, busy_s=wait_ms / 1000.0)
-            if not getattr(report, "ok", False):
+            if state_dir is None or not state_dir.is_dir():
+                return
+            if not clear_for_host(state_dir, self._writer, self.policy.close_wait_ms):
                 self._count(ERROR_PREFIX + "purge_incomplete")
         except Exception:
             self._count(ERROR_PREFIX + "purge")
@@ -489,76 +392,25 @@ class Telemetry:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- process hooks (spool/_hooks.py): none of them raises ------------------------------
     def _at_exit(self) -> None:
         self.close()
 
-
-def _time_or_none(spool: Spool, value: object) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    spool.bad_rows += 1  # a hand-edited upload state: shown as unknown, counted
-    return None
-
-
-def _valid_prefix(prefix: object, app: str) -> str:
-    if prefix is None:
-        return env_prefix(app)
-    if not isinstance(prefix, str) or not _PREFIX_RE.fullmatch(prefix):
-        raise ConfigError(f"env_prefix must match {_PREFIX_RE.pattern}, got {prefix!r}")
-    return prefix
-
-
-# atexit holds only weak references: a Telemetry the host dropped is not kept alive.
-_LIVE: weakref.WeakSet[Telemetry] = weakref.WeakSet()
-_EXIT_REGISTERED = False
-
-
-def _register_exit(t: Telemetry) -> None:
-    global _EXIT_REGISTERED
-    _LIVE.add(t)
-    if not _EXIT_REGISTERED:
-        atexit.register(_close_all)
-        if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-            os.register_at_fork(
-                before=_before_fork_all,
-                after_in_parent=_after_fork_in_parent_all,
-                after_in_child=_after_fork_all,
-            )
-        _EXIT_REGISTERED = True
-
-
-# What each writer's before-fork hook holds, released after the fork.
-_FORK_HELD: list[tuple[Writer, tuple[bool, bool]]] = []
-
-
-def _before_fork_all() -> None:
-    # No telespool thread may be inside SQLite when the process forks: the
-    # child would inherit a SQLite mutex held mid-call and hang in its first
-    # statement (4-10% of forks while a thread tracked). Never raises.
-    for t in list(_LIVE):
-        writer = t._writer
-        if writer is not None and not t._closed:
-            try:
-                _FORK_HELD.append((writer, writer.before_fork()))
-            except Exception:
-                t._count("error")
-
-
-def _after_fork_in_parent_all() -> None:
-    while _FORK_HELD:
-        writer, held = _FORK_HELD.pop()
+    def _before_fork(self) -> object:
+        writer = self._writer
+        if writer is None or self._closed:
+            return None
         try:
-            writer.after_fork_in_parent(held)
+            return writer.before_fork()
         except Exception:
-            writer.losses.error("error")
+            self._count("error")
+            return None
 
-
-def _after_fork_all() -> None:
-    _FORK_HELD.clear()  # the child's writers get fresh locks instead
-    for t in list(_LIVE):
-        t._after_fork_in_child()
-
-
-def _close_all() -> None:
-    for t in list(_LIVE):
-        t._at_exit()
+    def _after_fork_in_parent(self, held: object) -> None:
+        writer = self._writer
+        if writer is None or held is None:
+            return
+        try:
+            writer.after_fork_in_parent(held)  # type: ignore[arg-type]
+        except Exception:
+            self._count("error")

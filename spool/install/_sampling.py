@@ -19,9 +19,11 @@ from collections.abc import Mapping
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
 
-__all__ = ["Sampler", "keep_run", "parse_rate"]
+    from ..schema._schema import Schema
+
+__all__ = ["Sampler", "keep_run", "make_sampler", "parse_rate"]
 
 
 def parse_rate(raw: str | None) -> tuple[float, bool]:
@@ -83,3 +85,18 @@ def _forced(rules: Mapping[str, Any], props: Mapping[str, Any]) -> bool:
             if isinstance(value, str) and str.__str__(value) in when:
                 return True
     return False
+
+
+def make_sampler(
+    schema: Schema, env: Mapping[str, str], prefix: str, run_id: str, count: Callable[[str], None]
+) -> Sampler | None:
+    """The run's sampler from ``{prefix}_TELEMETRY_SAMPLE``; None when every event is kept.
+
+    A bad value is the user's: counted ``invalid_env`` and read as 1 (keep all).
+    """
+    rate, valid = parse_rate(env.get(f"{prefix}_TELEMETRY_SAMPLE"))
+    if not valid:
+        count("invalid_env")
+    if rate >= 1.0 or not schema.sampleable:
+        return None
+    return Sampler(schema.sampleable, rate, keep_run(run_id, rate), schema.sampling_rate_prop)

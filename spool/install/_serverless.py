@@ -21,7 +21,7 @@ from pathlib import Path
 from ..store import _paths
 from ._probes import serverless
 
-__all__ = ["default_state_dir", "platform"]
+__all__ = ["default_state_dir", "existing_state_dir", "platform"]
 
 
 def platform(env: Mapping[str, str]) -> str | None:
@@ -59,3 +59,19 @@ def default_state_dir(
 
     uid = os.getuid() if hasattr(os, "getuid") else 0
     return Path(tempfile.gettempdir()) / f"{app}-telemetry-{uid}"
+
+
+def existing_state_dir(
+    given: Path | None, app: str, env: Mapping[str, str], prefix: str
+) -> Path | None:
+    """The state dir if it already exists, creating nothing (for opted-out runs). Never raises."""
+    path = given
+    if path is None:
+        try:
+            path = default_state_dir(app, env, create=False, prefix=prefix)
+        except Exception:  # platformdirs failing is a runtime fault, not a crash
+            return None
+    try:
+        return path if path.is_dir() else None
+    except OSError:  # e.g. a parent we may not traverse: treat as absent
+        return None

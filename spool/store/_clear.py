@@ -30,7 +30,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
 
-__all__ = ["PurgeReport", "clear_state_dir", "purge_state_dir"]
+    from ._store import Spool
+    from ._writer import Writer
+
+__all__ = ["PurgeReport", "clear_for_host", "clear_state_dir", "purge_state_dir"]
 
 # How long ``telespool purge`` waits for a host's write lock; hosts hold it for
 # microseconds per append, so this only matters when an external session holds it.
@@ -67,6 +70,26 @@ def clear_state_dir(
     keep = {*_SPOOL_FILES, LOCK_NAME, MARKER_NAME}
     _unlink_entries(state_dir, lambda name: name not in keep, removed, failed)
     return PurgeReport(cleared, sorted(removed), failed)
+
+
+def clear_for_host(state_dir: Path, writer: Writer | None, wait_ms: int) -> bool:
+    """``Telemetry.purge()``: the clear, on the host's own connection when it has one.
+
+    Waits at most ``wait_ms`` for the writer's lock (an append in another
+    thread), then for SQLite's; True when everything was removed.
+    """
+    busy_s = wait_ms / 1000.0
+    report = None
+    if writer is not None:
+
+        def clear(spool: Spool) -> PurgeReport:
+            return clear_state_dir(state_dir, busy_s=busy_s, conn=spool.conn)
+
+        report = writer.run_locked(clear, wait_ms=wait_ms)
+    if report is None:
+        # No spool of ours open (off, faulted) or its lock not ours in time.
+        report = clear_state_dir(state_dir, busy_s=busy_s)
+    return bool(getattr(report, "ok", False))
 
 
 def purge_state_dir(

@@ -30,6 +30,7 @@ from .._losses import Losses
 from .._policy import Policy
 from .._threads import os_sleep, os_thread_api
 from ..launch import _trigger
+from ._status import take_bad_rows
 from ._store import Spool, classify_error
 
 TYPE_CHECKING = False
@@ -201,9 +202,7 @@ class Helper:
                         # The trigger reads the upload row on this connection: a
                         # hand-edited one counts here, or the count would be lost
                         # when the spawn claim rewrites the row.
-                        bad, spool.bad_rows = spool.bad_rows, 0
-                        if bad:
-                            self._losses.error("bad_row", bad)
+                        take_bad_rows(spool, self._losses)
             except Exception as exc:  # counted; the spool is re-opened at the next job
                 self._losses.error(classify_error(exc))
                 self._close_spool()
