@@ -44,23 +44,37 @@ def add_argparse_commands(
     )
     parser.set_defaults(**{_TARGET: (app, state_dir), _DEST: "status"})
     commands = parser.add_subparsers(dest=_DEST, metavar="COMMAND")
-    specs = {
-        "status": "consent and why, state dir, endpoint, queue, drops, upload times",
-        "inspect": "the queued events as a table (read-only)",
-        "flush": "send the queued events now, bounded by --timeout",
-        "purge": "delete every queued event, drop count and the install id",
-        "disable": "opt out: write the marker, delete everything else",
-        "enable": "opt back in (a new install id is made on the next run)",
-    }
-    for command, text in specs.items():
+    for command in ("status", "inspect", "flush", "purge", "disable", "enable"):
+        text = _render.HELP[command]
         p = commands.add_parser(command, help=text, description=text)
-        p.add_argument("--json", action="store_true", dest="_telespool_json", help="print JSON")
+        p.add_argument(
+            "--json", action="store_true", dest="_telespool_json", help=_render.OPTION_HELP["json"]
+        )
         if command == "inspect":
-            p.add_argument("--limit", type=int, default=20, dest="_telespool_limit")
-            p.add_argument("--all", action="store_true", dest="_telespool_all")
-            p.add_argument("--event", metavar="NAME", dest="_telespool_event")
+            p.add_argument(
+                "--limit",
+                type=int,
+                default=_render.INSPECT_LIMIT,
+                dest="_telespool_limit",
+                help=_render.OPTION_HELP["limit"],
+            )
+            p.add_argument(
+                "--all", action="store_true", dest="_telespool_all", help=_render.OPTION_HELP["all"]
+            )
+            p.add_argument(
+                "--event",
+                metavar="NAME",
+                dest="_telespool_event",
+                help=_render.OPTION_HELP["event"],
+            )
         if command == "flush":
-            p.add_argument("--timeout", type=float, default=30.0, dest="_telespool_timeout")
+            p.add_argument(
+                "--timeout",
+                type=float,
+                default=_render.FLUSH_TIMEOUT_S,
+                dest="_telespool_timeout",
+                help=_render.OPTION_HELP["timeout"],
+            )
     return parser
 
 
@@ -104,8 +118,9 @@ def _dispatch(args: argparse.Namespace, target: _ops.Target, out: TextIO, err: T
     elif command == "flush":
 
         def progress(msg: Mapping[str, Any]) -> None:
-            if msg.get("type") == "progress" and not as_json:
-                print(f"sent {msg.get('sent', 0)}, {msg.get('remaining', 0)} left", file=err)
+            line = _render.progress_line(msg)
+            if line is not None and not as_json:
+                print(line, file=err)
 
         data = _ops.flush(target, timeout=args._telespool_timeout, on_progress=progress)
         text = _render.flush_summary(data)
@@ -117,9 +132,7 @@ def _dispatch(args: argparse.Namespace, target: _ops.Target, out: TextIO, err: T
         text = _render.disable_text(data)
     elif command == "enable":
         data = _ops.enable(target)
-        text = "opt-out marker removed" if data["was_disabled"] else "no opt-out marker"
-        if not data["enabled"]:
-            text += f"\ntelemetry stays off [{data['reason']}]: {data['explanation']}"
+        text = _render.enable_text(data)
     else:
         raise CliError(f"unknown telemetry command {command!r}", 2)
     print(_render.to_json(data) if as_json else text, file=out)

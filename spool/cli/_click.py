@@ -44,28 +44,32 @@ def _run(fn: Callable[[], Any]) -> Any:
         raise _fail(exc) from None
 
 
-_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+_json_option = click.option("--json", "as_json", is_flag=True, help=_render.OPTION_HELP["json"])
 
 
 def _commands(*, include_schema: bool) -> list[click.Command]:
-    @click.command()
+    @click.command(help=_render.HELP["status"])
     @_json_option
     @click.pass_context
     def status(ctx: click.Context, as_json: bool) -> None:
-        """Consent and why, state dir, endpoint, queue, drops, upload times."""
         data = _run(lambda: _ops.status(_target(ctx)))
         click.echo(_render.to_json(data) if as_json else _render.status_text(data))
 
-    @click.command()
+    @click.command(help=_render.HELP["inspect"])
     @_json_option
-    @click.option("--limit", type=int, default=20, show_default=True, help="Most recent N.")
-    @click.option("--all", "show_all", is_flag=True, help="Every queued event (no limit).")
-    @click.option("--event", metavar="NAME", help="Only events with this name.")
+    @click.option(
+        "--limit",
+        type=int,
+        default=_render.INSPECT_LIMIT,
+        show_default=True,
+        help=_render.OPTION_HELP["limit"],
+    )
+    @click.option("--all", "show_all", is_flag=True, help=_render.OPTION_HELP["all"])
+    @click.option("--event", metavar="NAME", help=_render.OPTION_HELP["event"])
     @click.pass_context
     def inspect(
         ctx: click.Context, as_json: bool, limit: int, show_all: bool, event: str | None
     ) -> None:
-        """The queued events as a table (read-only; safe while a host writes)."""
         data = _run(
             lambda: _ops.inspect(_target(ctx), limit=None if show_all else limit, event=event)
         )
@@ -75,17 +79,17 @@ def _commands(*, include_schema: bool) -> list[click.Command]:
         width = _render.terminal_width() if sys.stdout.isatty() else None
         click.echo(_render.events_table(data, max_width=width))
 
-    @click.command()
+    @click.command(help=_render.HELP["flush"])
     @_json_option
     @click.option(
-        "--timeout", type=float, default=30.0, show_default=True, help="Give up after SECONDS."
+        "--timeout",
+        type=float,
+        default=_render.FLUSH_TIMEOUT_S,
+        show_default=True,
+        help=_render.OPTION_HELP["timeout"],
     )
     @click.pass_context
     def flush(ctx: click.Context, as_json: bool, timeout: float) -> None:
-        """Send the queued events now, with a progress bar, bounded by --timeout.
-
-        Exits 1 unless the queue ends empty (or there was nothing to send).
-        """
         target = _run(lambda: _target(ctx))
         if as_json:
             data = _run(lambda: _ops.flush(target, timeout=timeout))
@@ -98,44 +102,38 @@ def _commands(*, include_schema: bool) -> list[click.Command]:
         if not data["ok"]:
             ctx.exit(1)
 
-    @click.command()
+    @click.command(help=_render.HELP["purge"])
     @_json_option
     @click.pass_context
     def purge(ctx: click.Context, as_json: bool) -> None:
-        """Delete every queued event, drop count and the install id."""
         data = _run(lambda: _ops.purge(_target(ctx)))
         _report_purge(ctx, data, as_json, _render.purge_text)
 
-    @click.command()
+    @click.command(help=_render.HELP["disable"])
     @_json_option
     @click.pass_context
     def disable(ctx: click.Context, as_json: bool) -> None:
-        """Opt out: write the marker, delete everything else."""
         data = _run(lambda: _ops.disable(_target(ctx)))
         _report_purge(ctx, data, as_json, _render.disable_text)
 
-    @click.command()
+    @click.command(help=_render.HELP["enable"])
     @_json_option
     @click.pass_context
     def enable(ctx: click.Context, as_json: bool) -> None:
-        """Opt back in (a new install id is made on the next run)."""
         data = _run(lambda: _ops.enable(_target(ctx)))
         if as_json:
             click.echo(_render.to_json(data))
             return
-        click.echo("opt-out marker removed" if data["was_disabled"] else "no opt-out marker")
-        if not data["enabled"]:
-            click.echo(f"telemetry stays off [{data['reason']}]: {data['explanation']}")
+        click.echo(_render.enable_text(data))
 
     commands: list[click.Command] = [status, inspect, flush, purge, disable, enable]
     if include_schema:
 
-        @click.command()
+        @click.command(help=_render.HELP["schema"])
         @_json_option
         @click.argument("file", required=False, type=click.Path(dir_okay=False))
         @click.pass_context
         def schema(ctx: click.Context, as_json: bool, file: str | None) -> None:
-            """Print the reference schema, or validate FILE."""
             if file is None:
                 click.echo(_run(_ops.schema_reference))
                 return

@@ -20,6 +20,32 @@ __all__ = [
 ]
 
 
+# Every human string both front ends print lives in this module: the
+# ``telespool`` click CLI and the argparse commands a host adds to its own CLI
+# say the same thing (they had drifted apart while each kept its own copy).
+HELP = {
+    "status": "Consent and why, state dir, endpoint, queue, drops, upload times.",
+    "inspect": "The queued events as a table (read-only; safe while a host writes).",
+    "flush": (
+        "Send the queued events now, bounded by --timeout. "
+        "Exits 1 unless the queue ends empty (or there was nothing to send)."
+    ),
+    "purge": "Delete every queued event, drop count and the install id.",
+    "disable": "Opt out: write the marker, delete everything else.",
+    "enable": "Opt back in (a new install id is made on the next run).",
+    "schema": "Print the reference schema, or validate FILE.",
+}
+OPTION_HELP = {
+    "json": "Print JSON instead of text.",
+    "limit": "Most recent N.",
+    "all": "Every queued event (no limit).",
+    "event": "Only events with this name.",
+    "timeout": "Give up after SECONDS.",
+}
+INSPECT_LIMIT = 20  # rows ``inspect`` shows by default: one screen
+FLUSH_TIMEOUT_S = 30.0  # a person waiting at a prompt, not a host's exit
+
+
 def to_json(data: object) -> str:
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
 
@@ -91,6 +117,20 @@ def disable_text(r: Mapping[str, Any]) -> str:
     if r.get("failed"):
         return f"telemetry disabled: the opt-out marker is in {r['state_dir']}"
     return f"telemetry disabled; everything else in {r['state_dir']} was deleted"
+
+
+def enable_text(r: Mapping[str, Any]) -> str:
+    text = "opt-out marker removed" if r["was_disabled"] else "no opt-out marker"
+    if not r["enabled"]:
+        text += f"\ntelemetry stays off [{r['reason']}]: {r['explanation']}"
+    return text
+
+
+def progress_line(msg: Mapping[str, Any]) -> str | None:
+    """One uploader progress report as a line, or None for other messages."""
+    if msg.get("type") != "progress":
+        return None
+    return f"sent {msg.get('sent', 0)}, {msg.get('remaining', 0)} left"
 
 
 def not_deleted(r: Mapping[str, Any]) -> str | None:
