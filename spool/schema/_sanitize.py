@@ -203,18 +203,24 @@ def _bool(value: object, props: Mapping[str, object], count: Callable[[str], Non
 BOOL: Checker = _bool  # the one bool checker, so callers can recognise it
 
 
+def _in_range(n: Any, lo: Any, hi: Any, count: Callable[[str], None]) -> Any:
+    """``n`` clamped to [lo, hi]; a clamp is counted ``out_of_range`` (the value is kept)."""
+    if n < lo:
+        count("out_of_range")
+        return lo
+    if n > hi:
+        count("out_of_range")
+        return hi
+    return n
+
+
 def _int(lo: int, hi: int) -> Checker:
     def check(value: object, props: Mapping[str, object], count: Callable[[str], None]) -> object:
         n = value if value.__class__ is int else _as_number(value)
         if n is None:
             count("invalid_value")
             return DROP
-        if n < lo:
-            count("out_of_range")
-            return lo
-        if n > hi:
-            count("out_of_range")
-            return hi
+        n = _in_range(n, lo, hi, count)
         return n if n.__class__ is int else round(n)
 
     return check
@@ -226,13 +232,7 @@ def _float(lo: float, hi: float, digits: int) -> Checker:
         if n is None:
             count("invalid_value")
             return DROP
-        if n < lo:
-            count("out_of_range")
-            n = lo
-        elif n > hi:
-            count("out_of_range")
-            n = hi
-        return round(float(n), digits)
+        return round(float(_in_range(n, lo, hi, count)), digits)
 
     return check
 
@@ -274,12 +274,7 @@ def _number(lo: float, hi: float, digits: int | None) -> Checker:
         if n is None:
             count("invalid_value")
             return DROP
-        if n < lo:
-            count("out_of_range")
-            n = lo
-        elif n > hi:
-            count("out_of_range")
-            n = hi
+        n = _in_range(n, lo, hi, count)
         if n.__class__ is float and digits is not None:
             return round(n, digits)
         return n
