@@ -24,6 +24,7 @@ from ..store._paths import (
     default_state_dir,
     ensure_state_dir,
     env_prefix,
+    secure_create,
     validate_app,
 )
 from ..store._writer import split_errors
@@ -164,7 +165,7 @@ def disable(target: Target) -> dict[str, Any]:
         raise CliError(str(exc)) from exc
     marker = target.state_dir / MARKER_NAME
     try:
-        _create_private(marker)
+        secure_create(marker)
     except OSError as exc:
         raise CliError(f"cannot write the opt-out marker {marker}: {exc.strerror or exc}") from exc
     report = purge_state_dir(target.state_dir, keep_marker=True)
@@ -280,12 +281,6 @@ def schema_validate(path: str) -> dict[str, Any]:
 # -- helpers -----------------------------------------------------------------------------
 def _as_mapping(value: object) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {}
-
-
-def _create_private(path: Path) -> None:
-    flags = os.O_CREAT | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags, 0o600)
-    os.close(fd)
 
 
 def _has_spool(state_dir: Path) -> bool:

@@ -18,7 +18,7 @@ import time
 from collections import namedtuple
 from pathlib import Path
 
-from ..store._paths import INSTALL_NAME, check_regular_or_absent
+from ..store._paths import INSTALL_NAME, check_regular_or_absent, open_private
 from ._ids import new_run_id
 from ._legacy import Legacy, read_legacy_install
 
@@ -143,8 +143,7 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 def _write_temp(path: Path, state: dict[str, Any]) -> Path:
     tmp = path.with_name(f"{path.name}.{new_run_id()[:8]}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(tmp, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
+    fd = open_private(tmp, exclusive=True)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(state, f, sort_keys=True)
         f.flush()

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..store._paths import env_prefix
+from ..store._paths import env_prefix, open_private
 from . import _consent
 
 TYPE_CHECKING = False
@@ -105,10 +105,8 @@ def notice_shown(state_dir: Path) -> bool:
 
 
 def _claim(path: Path) -> bool:
-    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY
-    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags, 0o600)
+        fd = open_private(path, exclusive=True)
     except OSError:
         # Exists (shown before, or another process is showing it now), or the
         # dir is unusable: either way, do not show it (again).

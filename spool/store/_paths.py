@@ -27,6 +27,7 @@ __all__ = [
     "default_state_dir",
     "ensure_state_dir",
     "env_prefix",
+    "open_private",
     "secure_create",
     "validate_app",
 ]
@@ -124,11 +125,24 @@ def check_regular_or_absent(path: Path) -> bool:
     return True
 
 
+# Never follow a symlink planted at one of our names, never leak the fd to a child.
+_PRIVATE_FLAGS = (
+    os.O_CREAT | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+)
+
+
+def open_private(path: Path, *, exclusive: bool = False, append: bool = False) -> int:
+    """Open (creating with mode 0600) ``path`` for writing; the fd. Raises OSError.
+
+    The one way telespool creates a file: the spool, the opt-out marker, the
+    notice claim, the install id's temp file and the loss sidecar. ``exclusive``
+    fails with FileExistsError when it exists. Windows ignores the mode
+    (untested here): the per-user state dir's ACL is what protects it there.
+    """
+    flags = _PRIVATE_FLAGS | (os.O_EXCL if exclusive else 0) | (os.O_APPEND if append else 0)
+    return os.open(path, flags, 0o600)
+
+
 def secure_create(path: Path) -> None:
-    """Create an empty file with mode 0600 unless it exists; never follow a symlink."""
-    flags = os.O_CREAT | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        return
-    os.close(fd)
+    """Create an empty private file unless it exists."""
+    os.close(open_private(path))

@@ -15,6 +15,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from ._paths import open_private
+
 __all__ = ["SIDECAR_NAME", "append_losses", "take_losses"]
 
 SIDECAR_NAME = "drops.pending"
@@ -28,9 +30,8 @@ def append_losses(state_dir: Path, counts: Mapping[str, int]) -> bool:
     if not clean:
         return True
     line = (json.dumps(clean, sort_keys=True, separators=(",", ":")) + "\n").encode()
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(state_dir / SIDECAR_NAME, flags, 0o600)
+        fd = open_private(state_dir / SIDECAR_NAME, append=True)
     except OSError:
         return False
     try:
