@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from ._errors import ConfigError
+from ._policy import VERSION_MAX_CHARS
 from .store._paths import env_prefix
 
 __all__ = ["FORMATS", "check_args", "valid_prefix"]
@@ -21,9 +22,10 @@ _PREFIX_RE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 
 def check_args(version: object, format: object, enabled: object, notice: object) -> None:
     """Raise ``ConfigError`` for the first argument that is not usable."""
-    if not isinstance(version, str) or not version or len(version) > 64:
+    if not isinstance(version, str) or not version or len(version) > VERSION_MAX_CHARS:
         raise ConfigError(
-            f"version must be a non-empty string of at most 64 chars, got {version!r}"
+            f"version must be a non-empty string of at most {VERSION_MAX_CHARS} chars, "
+            f"got {version!r}"
         )
     if format not in FORMATS:
         raise ConfigError(f"format must be one of {FORMATS}, got {format!r}")

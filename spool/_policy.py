@@ -186,6 +186,38 @@ def _check_proxy_url(url: str) -> None:
         )
 
 
+# -- internal limits (not overridable) -------------------------------------------
+# Fixed by telespool, not by hosts: each is tied to how a mechanism works, and
+# gathered here so every number that bounds time, memory or disk reads in one place.
+# Results are cached: a process uses a handful of models, and the regex then
+# runs once per distinct name. Bounded so hostile input cannot grow memory.
+MODEL_CACHE_MAX = 256
+# Event ids drawn per os.urandom call: one syscall per 64 track() calls, and
+# a forked child discards at most this many (see install/_ids.py).
+EVENT_ID_POOL = 64
+# An app version longer than this is not a version (release strings are short);
+# it raises at construction.
+VERSION_MAX_CHARS = 64
+# A shaped string ("string" with a pattern) longer than this is removed before
+# the pattern runs, so a hostile value never costs a long regex scan.
+SHAPED_MAX_CHARS = 256
+# A reader can meet SQLITE_BUSY only while a host recovers or checkpoints the
+# WAL, which takes milliseconds; wait a little rather than fail.
+READER_BUSY_S = 2.0
+# How long ``telespool purge`` waits for a host's write lock; hosts hold it for
+# microseconds per append, so this only matters when an external session holds it.
+CLEAR_BUSY_S = 5.0
+# A line longer than this is certainly not ours (a hand edit): skipped.
+SIDECAR_MAX_LINE = 4096
+# The child's own budget leaves this much of the caller's timeout for its
+# interpreter start-up and shutdown.
+FLUSH_STARTUP_S = 0.3
+# How long past the timeout we wait for the done line before killing the child.
+FLUSH_GRACE_S = 2.0
+# While another uploader is draining, a flush waits this share of its timeout for it.
+FLUSH_LOCK_WAIT_SHARE = 0.5
+
+
 # Every annotated class attribute above is a field (``__annotations__`` holds
 # their names as strings: no typing import needed to read them).
 Policy._fields = tuple(Policy.__annotations__)

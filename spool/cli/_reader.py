@@ -18,14 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .._policy import READER_BUSY_S
 from ..store._paths import DB_NAME
 from ._errors import CliError
 
 __all__ = ["SpoolSnapshot", "open_readonly", "read_events", "read_snapshot"]
-
-# A reader can meet SQLITE_BUSY only while a host recovers or checkpoints the
-# WAL, which takes milliseconds; wait a little rather than fail.
-_BUSY_S = 2.0
 
 
 @contextmanager
@@ -47,7 +44,7 @@ def open_readonly(state_dir: Path) -> Iterator[sqlite3.Connection | None]:
     has_wal = os.path.exists(str(path) + "-wal")
     uri = path.resolve().as_uri() + ("?mode=ro" if has_wal else "?immutable=1")
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_S, isolation_level=None)
+        conn = sqlite3.connect(uri, uri=True, timeout=READER_BUSY_S, isolation_level=None)
     except sqlite3.Error as exc:
         raise CliError(f"cannot open spool {path}: {exc}") from exc
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .._policy import EVENT_ID_POOL
 from ..store._paths import INSTALL_NAME
 
 __all__ = ["forget_install", "new_event_id", "new_run_id"]
@@ -17,13 +18,12 @@ __all__ = ["forget_install", "new_event_id", "new_run_id"]
 # take the same hex; a pop that finds the pool empty refills and retries. A
 # forked child empties its copy (see below), so it never repeats its parent's ids.
 _POOL: list[str] = []
-_POOL_IDS = 64
 # The variant nibble (RFC 4122: binary 10xx) for each random hex digit.
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def _refill() -> None:
-    h = os.urandom(16 * _POOL_IDS).hex()
+    h = os.urandom(16 * EVENT_ID_POOL).hex()
     _POOL.extend([h[i : i + 32] for i in range(0, len(h), 32)])
 
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from .._policy import FLUSH_GRACE_S, FLUSH_LOCK_WAIT_SHARE, FLUSH_STARTUP_S
 from .._record import Record
 from ._trigger import launch_blocker, neutral_cwd, uploader_command
 
@@ -32,14 +33,6 @@ __all__ = ["FlushResult", "run_flush"]
 
 # A shared, read-only default for FlushResult.dropped.
 _EMPTY: Mapping[str, int] = MappingProxyType({})
-
-# The child's own budget leaves this much of the caller's timeout for its
-# interpreter start-up and shutdown.
-_STARTUP_S = 0.3
-# How long past the timeout we wait for the done line before killing the child.
-_GRACE_S = 2.0
-# While another uploader is draining, a flush waits this share of its timeout for it.
-_LOCK_WAIT_SHARE = 0.5
 
 
 class FlushResult(Record):
@@ -106,9 +99,9 @@ def _run(
     import subprocess
     import threading
 
-    budget = max(timeout - _STARTUP_S, 0.05)
+    budget = max(timeout - FLUSH_STARTUP_S, 0.05)
     extra = ["--budget", f"{budget:.3f}", "--progress"]
-    extra += ["--lock-wait", f"{budget * _LOCK_WAIT_SHARE:.3f}"]
+    extra += ["--lock-wait", f"{budget * FLUSH_LOCK_WAIT_SHARE:.3f}"]
     if force:
         extra.append("--force")
     argv = uploader_command(state_dir, *extra)
@@ -134,7 +127,7 @@ def _run(
     lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
     reader = threading.Thread(target=_read_lines, args=(child.stdout, lines), daemon=True)
     reader.start()
-    deadline = time.monotonic() + timeout + _GRACE_S
+    deadline = time.monotonic() + timeout + FLUSH_GRACE_S
     last: dict[str, Any] = {}
     done: dict[str, Any] | None = None
     try:
@@ -161,7 +154,7 @@ def _run(
         if done is None and child.poll() is None:
             child.kill()
         try:
-            child.wait(timeout=_GRACE_S)
+            child.wait(timeout=FLUSH_GRACE_S)
         except subprocess.TimeoutExpired:  # pragma: no cover - a kill not taking effect
             pass
         child.stdout.close()

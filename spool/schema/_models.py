@@ -24,13 +24,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from .._policy import MODEL_CACHE_MAX
+
 __all__ = ["ModelSanitizer", "compile_pattern", "seed_token"]
 
 # Every token we emit must look like this, whatever a pattern allowed.
 _TOKEN_PATTERN = r"[a-z0-9][a-z0-9._-]{0,79}"  # re caches it; not compiled at import
-# Results are cached: a process uses a handful of models, and the regex then
-# runs once per distinct name. Bounded so hostile input cannot grow memory.
-_CACHE_MAX = 256
 
 
 def seed_token(vendor: str, raw: object) -> str:
@@ -90,7 +89,7 @@ class ModelSanitizer:
         if hit is not None:
             return hit
         token = self._sanitize(*key)
-        if len(self._cache) >= _CACHE_MAX:
+        if len(self._cache) >= MODEL_CACHE_MAX:
             self._cache.clear()
         self._cache[key] = token
         return token
@@ -108,7 +107,7 @@ class ModelSanitizer:
         if token is not None and not re.fullmatch(self._token_pattern, token, re.ASCII):
             token = None  # too long with its vendor: the seed's build_event drops it
         if key is not None:
-            if len(self._cache) >= _CACHE_MAX:
+            if len(self._cache) >= MODEL_CACHE_MAX:
                 self._cache.clear()
             self._cache[key] = token
         return token

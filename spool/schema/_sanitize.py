@@ -23,6 +23,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Mapping
 
+from .._policy import SHAPED_MAX_CHARS
 from ._models import ModelSanitizer
 
 TYPE_CHECKING = False
@@ -287,7 +288,7 @@ def _shaped(fullmatch: Callable[[str], object]) -> Checker:
 
     def check(value: object, props: Mapping[str, object], count: Callable[[str], None]) -> object:
         s = _as_str(value)
-        if s is not None and len(s) <= 256 and fullmatch(s) is not None:
+        if s is not None and len(s) <= SHAPED_MAX_CHARS and fullmatch(s) is not None:
             return s
         count("invalid_value")
         return DROP

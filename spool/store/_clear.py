@@ -22,6 +22,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+from .._policy import CLEAR_BUSY_S
 from .._record import Record
 from ._paths import DB_NAME, LOCK_NAME, MARKER_NAME
 from ._store import clear_spool
@@ -35,9 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PurgeReport", "clear_for_host", "clear_state_dir", "purge_state_dir"]
 
-# How long ``telespool purge`` waits for a host's write lock; hosts hold it for
-# microseconds per append, so this only matters when an external session holds it.
-_CLEAR_BUSY_S = 5.0
 _SPOOL_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm")
 
 
@@ -55,7 +53,7 @@ class PurgeReport(Record):
 
 
 def clear_state_dir(
-    state_dir: Path, *, busy_s: float = _CLEAR_BUSY_S, conn: sqlite3.Connection | None = None
+    state_dir: Path, *, busy_s: float = CLEAR_BUSY_S, conn: sqlite3.Connection | None = None
 ) -> PurgeReport:
     """Empty the spool in place and delete every other file but the lock and marker.
 
@@ -93,7 +91,7 @@ def clear_for_host(state_dir: Path, writer: Writer | None, wait_ms: int) -> bool
 
 
 def purge_state_dir(
-    state_dir: Path, *, keep_marker: bool, busy_s: float = _CLEAR_BUSY_S
+    state_dir: Path, *, keep_marker: bool, busy_s: float = CLEAR_BUSY_S
 ) -> PurgeReport:
     """Clear the spool, then unlink every file (the opt-out marker kept when asked).
 

@@ -15,13 +15,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from .._policy import SIDECAR_MAX_LINE
 from ._paths import open_private
 
 __all__ = ["SIDECAR_NAME", "append_losses", "take_losses"]
 
 SIDECAR_NAME = "drops.pending"
-# A line longer than this is certainly not ours (a hand edit): skipped.
-_MAX_LINE = 4096
 
 
 def append_losses(state_dir: Path, counts: Mapping[str, int]) -> bool:
@@ -60,7 +59,7 @@ def take_losses(state_dir: Path) -> dict[str, int]:
     try:
         with open(taking, "rb") as f:
             for raw in f:
-                if len(raw) > _MAX_LINE:
+                if len(raw) > SIDECAR_MAX_LINE:
                     continue
                 try:
                     item = json.loads(raw)
