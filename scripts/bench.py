@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from bench_sinks import Sinks  # noqa: E402
 
 from spool import Telemetry  # noqa: E402
-from spool.store._store import Row, Spool, iso_time  # noqa: E402
+from spool.store._rows import Row, iso_time  # noqa: E402
+from spool.store._store import Spool  # noqa: E402
 
 PY = sys.executable
 APP = "benchhost"

@@ -88,7 +88,8 @@ def _prefill(state_dir: Path, n: int, endpoint: str) -> None:
     from spool._policy import Policy
     from spool.install._ids import new_event_id, new_run_id
     from spool.store._paths import ensure_state_dir
-    from spool.store._store import Row, Spool, iso_time
+    from spool.store._rows import Row, iso_time
+    from spool.store._store import Spool
 
     ensure_state_dir(state_dir)
     policy = Policy(max_bytes=256 * 1024 * 1024)  # the bench measures draining, not eviction

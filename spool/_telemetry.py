@@ -30,9 +30,10 @@ from .launch._trigger import Trigger
 from .schema._schema import Schema
 from .store._clear import clear_for_host, purge_state_dir
 from .store._paths import UnsafeStateDir, ensure_state_dir, validate_app
+from .store._rows import Row, iso_time
 from .store._sidecar import append_losses
 from .store._status import status_snapshot, take_bad_rows
-from .store._store import Row, Spool, iso_time
+from .store._store import Spool
 from .store._writer import Writer
 
 TYPE_CHECKING = False

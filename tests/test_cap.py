@@ -9,7 +9,8 @@ from pathlib import Path
 
 from spool import Telemetry
 from spool._policy import Policy
-from spool.store._store import Row, Spool, iso_time
+from spool.store._rows import Row, iso_time
+from spool.store._store import Spool
 
 CAP = 512 * 1024
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from spool import Telemetry
-from spool.store._store import StoredEvent
+from spool.store._rows import StoredEvent
 from tests.servers import Collector, collector, run_uploader
 from uploader.wire._encode import EnvelopeHeader
 from uploader.wire._otlp import encode_otlp

@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from spool import Telemetry, __version__
-from spool.store._store import StoredEvent
+from spool.store._rows import StoredEvent
 from uploader.wire._encode import ENCODERS, EnvelopeHeader
 from uploader.wire._otlp import (
     DROPPED_EVENT,

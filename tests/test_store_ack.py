@@ -11,7 +11,8 @@ import pytest
 
 from spool._policy import Policy
 from spool.store._clear import clear_state_dir, purge_state_dir
-from spool.store._store import Row, Spool, iso_time
+from spool.store._rows import Row, iso_time
+from spool.store._store import Spool
 from tests.hosts import run_host
 from tests.loopback import clean_env, telespool
 from tests.servers import fill

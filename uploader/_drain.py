@@ -25,7 +25,8 @@ from spool.install._consent import kill_switch
 from spool.launch._flush import FlushResult
 from spool.store._clear import purge_state_dir
 from spool.store._paths import DB_NAME, INSTALL_NAME, MARKER_NAME, UnsafeStateDir
-from spool.store._store import Spool, classify_error
+from spool.store._sqlite import classify_error
+from spool.store._store import Spool
 from spool.store._upload_state import (
     format_time,
     parse_time,

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from .._policy import Policy
 from ..install import _serverless
-from ..store._store import Spool, _transaction
+from ..store._sqlite import transaction
+from ..store._store import Spool
 from ..store._upload_state import UPLOAD_KEY, format_time, parse_time, read_upload_state
 
 TYPE_CHECKING = False
@@ -363,7 +364,7 @@ class Trigger:
         # Claim the spawn under SQLite's write lock, so two hosts racing here
         # start one uploader, and a failed write means no spawn (never a storm).
         conn = spool.conn
-        with _transaction(conn):
+        with transaction(conn):
             state = read_upload_state(spool)
             if spawn_veto(True, state, now, self.policy):
                 return False

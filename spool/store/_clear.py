@@ -1,6 +1,6 @@
 """Remove what telespool stored in a state dir.
 
-One clear, ``_store.clear_spool``, empties the spool in place and bumps its
+One clear, ``_queue.clear_spool``, empties the spool in place and bumps its
 epoch; everything here goes through it, so an uploader's ack in flight can
 never delete an event appended after a purge. Two strengths on top:
 - ``clear_state_dir`` (``Telemetry.purge``, ``telespool purge``): the spool is
@@ -25,7 +25,7 @@ from pathlib import Path
 from .._policy import CLEAR_BUSY_S
 from .._record import Record
 from ._paths import DB_NAME, LOCK_NAME, MARKER_NAME
-from ._store import clear_spool
+from ._queue import clear_spool
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

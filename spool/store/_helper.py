@@ -30,8 +30,9 @@ from .._losses import Losses
 from .._policy import Policy
 from .._threads import os_sleep, os_thread_api
 from ..launch import _trigger
+from ._sqlite import classify_error
 from ._status import take_bad_rows
-from ._store import Spool, classify_error
+from ._store import Spool
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

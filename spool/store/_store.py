@@ -1,9 +1,9 @@
 """The SQLite spool: one file, WAL mode, one connection per process.
 
-Used by the host (append, cheap size checks) and by the uploader (batches,
-acks, backoff state). Every write is one committed statement or one explicit
-transaction; nothing here swallows errors: callers classify them with
-``classify_error`` and count them.
+``Spool`` opens the file (and a forked child's own connection), appends, keeps
+the cap and expiry, and reads and writes ``meta``; the uploader's batches and
+acks come from the ``Queue`` mixin (spool/store/_queue.py). Nothing here
+swallows errors: callers classify them with ``classify_error`` and count them.
 """
 
 from __future__ import annotations
@@ -18,127 +18,29 @@ from pathlib import Path
 from .._policy import Policy
 from ._migrations import migrate
 from ._paths import DB_NAME, UnsafeStateDir, check_regular_or_absent, secure_create
+from ._queue import Queue
+from ._rows import INSERT_SQL, bump_drops, bump_epoch, iso_time
+from ._sqlite import ABANDONED, FORK_GEN, classify_error, transaction
 
-__all__ = [
-    "Row",
-    "Spool",
-    "StoredEvent",
-    "WireBatch",
-    "classify_error",
-    "clear_spool",
-    "iso_time",
-    "wal_limits",
-]
+__all__ = ["Spool", "wal_limits"]
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._rows import Row
 
 # New spools use 1 KiB pages: an append rewrites its leaf page into the WAL
 # (about 1.7 frames per event here), so 4 KiB pages wrote 4.4 KB of WAL per
 # event and 1 KiB pages 1.8 KB: WAL maintenance comes 2.4x less often.
 PAGE_SIZE = 1024
-_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY, _SQLITE_IOERR = 5, 6, 8, 10
-_SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 11, 13, 14, 26
-_SQLITE_IOERR_WRITE = 778
-
-INSERT_SQL = "INSERT INTO events (uuid, name, time, run_id, props, size) VALUES (?, ?, ?, ?, ?, ?)"
 
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any, NamedTuple
-
-    class Row(NamedTuple):
-        """An event ready to append (the columns of ``events`` but ``id``)."""
-
-        uuid: str
-        name: str
-        time: str
-        run_id: str
-        props: str
-        size: int
-
-    class WireBatch(NamedTuple):
-        """A batch pre-rendered by SQLite as JSON event objects (the uploader's fast path)."""
-
-        first_id: int
-        last_id: int
-        uuids: list[str]
-        fragments: list[str]  # '{"id":...,"name":...,"time":...,"run_id":...,"props":{...}}'
-
-    class StoredEvent(NamedTuple):
-        id: int
-        uuid: str
-        name: str
-        time: str
-        run_id: str
-        props: str
-        size: int
-
-else:
-    # At run time the same tuples come from collections: ``typing`` is a few
-    # milliseconds of import (and teardown) that every host would pay.
-    from collections import namedtuple
-
-    Row = namedtuple("Row", "uuid name time run_id props size")
-    WireBatch = namedtuple("WireBatch", "first_id last_id uuids fragments")
-    StoredEvent = namedtuple("StoredEvent", "id uuid name time run_id props size")
 
 
 # Opening (construction) may wait this long for other processes setting up the
 # same spool; the call path re-opens with no wait at all (see Writer).
 _OPEN_WAIT_S = 0.25
-
-
-def classify_error(exc: BaseException) -> str:
-    """Map a SQLite/OS failure to the drop reason it is counted under."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if isinstance(code, int):
-        primary = code & 0xFF
-        if primary in (_SQLITE_BUSY, _SQLITE_LOCKED):
-            return "locked"
-        if primary == _SQLITE_FULL or code == _SQLITE_IOERR_WRITE:
-            # A write refused by RLIMIT_FSIZE (EFBIG) surfaces as IOERR_WRITE
-            # after the first short write reported SQLITE_FULL.
-            return "disk_full"
-        if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
-            return "corrupt"
-        if primary in (_SQLITE_READONLY, _SQLITE_CANTOPEN):
-            return "unwritable"
-        if primary == _SQLITE_IOERR:
-            return "io_error"
-    message = str(exc).lower()
-    # Python < 3.11 has no sqlite_errorcode: fall back to SQLite's fixed messages.
-    # IOERR_WRITE has only the generic "disk I/O error" there; under a file-size
-    # limit that is EFBIG, the limit refusing a write as a full disk would.
-    if code is None and message == "disk i/o error" and _file_size_limited():
-        return "disk_full"
-    for needle, reason in (
-        ("locked", "locked"),
-        ("busy", "locked"),
-        ("full", "disk_full"),
-        ("malformed", "corrupt"),
-        ("not a database", "corrupt"),
-        ("readonly", "unwritable"),
-        ("unable to open", "unwritable"),
-        ("disk i/o", "io_error"),
-    ):
-        if needle in message:
-            return reason
-    if isinstance(exc, OSError):
-        import errno
-
-        if exc.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", -1)):
-            return "disk_full"
-        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            return "unwritable"
-        return "io_error"
-    return "error"
-
-
-def _file_size_limited() -> bool:
-    try:
-        import resource  # POSIX only
-    except ImportError:
-        return False
-    return resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY
 
 
 def wal_limits(policy: Policy) -> tuple[int, int]:
@@ -153,7 +55,7 @@ def wal_limits(policy: Policy) -> tuple[int, int]:
     return soft, max(2 * soft, policy.max_bytes // 4)
 
 
-class Spool:
+class Spool(Queue):
     """One process's handle on ``<state_dir>/spool.db``.
 
     Not thread-safe by itself: the facade serialises access. After ``os.fork()``
@@ -194,7 +96,7 @@ class Spool:
         self._conn: sqlite3.Connection | None = None
         self._needs_open = False  # a forked child's re-open failed: retried on use
         self._pid = os.getpid()
-        self._fork_gen = _FORK_GEN[0]
+        self._fork_gen = FORK_GEN[0]
         self.unchecked_bytes = 0
         self.appends = 0  # rows appended by this process: the maintainer's idleness probe
         # Rows read that telespool never wrote (hand-edited): callers count them.
@@ -283,7 +185,7 @@ class Spool:
     def conn(self) -> sqlite3.Connection:
         # A generation bumped by an at-fork hook, not os.getpid(): a syscall
         # on every append for an event (fork) that almost never happens.
-        if self._fork_gen != _FORK_GEN[0] and self._pid != os.getpid():
+        if self._fork_gen != FORK_GEN[0] and self._pid != os.getpid():
             self.reopen_after_fork()
         if self._conn is None and self._needs_open:
             self._open()  # a forked child's open that met "locked": try again
@@ -295,10 +197,10 @@ class Spool:
     def reopen_after_fork(self) -> None:
         # The parent's connection object is abandoned, never closed, in the
         # child: closing it could release locks that belong to the parent.
-        _ABANDONED.append(self._conn)
+        ABANDONED.append(self._conn)
         self._conn = None
         self._pid = os.getpid()
-        self._fork_gen = _FORK_GEN[0]
+        self._fork_gen = FORK_GEN[0]
         # The child's first track() opens it: no open wait on the call path
         # (a "locked" answer is counted and the row parked, as for any append).
         self._open_wait_s = 0.0
@@ -331,7 +233,7 @@ class Spool:
     def append_one(self, row: Row) -> None:
         """One committed INSERT: the call path's whole SQLite cost."""
         conn = self._conn
-        if conn is None or self._fork_gen != _FORK_GEN[0]:
+        if conn is None or self._fork_gen != FORK_GEN[0]:
             conn = self.conn  # closed, or first use after a fork: the slow checks
         conn.execute(INSERT_SQL, row)
         self.unchecked_bytes += row[5]
@@ -343,7 +245,7 @@ class Spool:
             self.append_one(rows[0])
             return
         conn = self.conn
-        with _transaction(conn):
+        with transaction(conn):
             conn.executemany(INSERT_SQL, rows)
         self.unchecked_bytes += sum(r.size for r in rows)
         self.appends += len(rows)
@@ -353,7 +255,7 @@ class Spool:
         if not items:
             return
         conn = self.conn
-        with _transaction(conn):
+        with transaction(conn):
             conn.executemany(
                 "INSERT INTO drops (reason, total, unreported) VALUES (?, ?, ?) "
                 "ON CONFLICT (reason) DO UPDATE SET total = total + excluded.total, "
@@ -407,7 +309,7 @@ class Spool:
 
     def abandon(self) -> None:
         """In a forked child: drop the parent's connection without closing it."""
-        _ABANDONED.append(self._conn)
+        ABANDONED.append(self._conn)
         self._conn = None
 
     def enforce_cap(self) -> int:
@@ -446,12 +348,12 @@ class Spool:
         # milliseconds under the writer's lock at the cap. A slice past the
         # target overshoots by at most max_rows of the oldest events.
         n = max(1, max_rows)
-        with _transaction(conn):
+        with transaction(conn):
             deleted = conn.execute(
                 "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?)", (n,)
             ).rowcount
-            _bump_drops(conn, "evicted", deleted)
-            _bump_epoch(conn)
+            bump_drops(conn, "evicted", deleted)
+            bump_epoch(conn)
         return int(deleted)
 
     def vacuum_slice(self, max_pages: int) -> bool:
@@ -489,11 +391,11 @@ class Spool:
         """Delete events older than ``max_age_s``, counted as ``expired``."""
         cutoff = iso_time((time.time() if now is None else now) - max_age_s)
         conn = self.conn
-        with _transaction(conn):
+        with transaction(conn):
             n = conn.execute("DELETE FROM events WHERE time < ?", (cutoff,)).rowcount
-            _bump_drops(conn, "expired", n)
+            bump_drops(conn, "expired", n)
             if n:
-                _bump_epoch(conn)
+                bump_epoch(conn)
         if n:
             self._reclaim(conn)
         return n
@@ -532,94 +434,6 @@ class Spool:
                 self.bad_rows += 1
         return counts
 
-    def read_batch(self, after_id: int, max_events: int, max_bytes: int) -> list[StoredEvent]:
-        """Up to ``max_events`` events with id > after_id, in id order, cut at ``max_bytes``.
-
-        Always returns at least one event if any is queued, so an oversized
-        event cannot wedge the queue.
-        """
-        rows = self.conn.execute(
-            "SELECT id, uuid, name, time, run_id, props, size FROM events "
-            "WHERE id > ? ORDER BY id LIMIT ?",
-            (after_id, max_events),
-        ).fetchall()
-        batch: list[StoredEvent] = []
-        total = 0
-        for row in rows:
-            event = StoredEvent(*row)
-            if batch and total + event.size > max_bytes:
-                break
-            batch.append(event)
-            total += event.size
-        return batch
-
-    def read_wire_batch(self, after_id: int, max_events: int, max_bytes: int) -> WireBatch | None:
-        """Like ``read_batch``, but each event comes back as its JSON wire object.
-
-        SQLite renders the object in C (json_quote, props spliced as stored),
-        which makes reading about 3x cheaper than building StoredEvents and
-        encoding them in Python. Props that are not valid JSON (a hand-edited
-        spool) travel as ``{}`` rather than breaking the whole envelope.
-        """
-        rows = self.conn.execute(_WIRE_SQL, (after_id, max_events)).fetchall()
-        if not rows:
-            return None
-        uuids: list[str] = []
-        fragments: list[str] = []
-        total = 0
-        last = rows[0][0]
-        for row_id, uuid, size, fragment in rows:
-            if fragments and total + size > max_bytes:
-                break
-            uuids.append(uuid)
-            fragments.append(fragment)
-            total += size
-            last = row_id
-        return WireBatch(rows[0][0], last, uuids, fragments)
-
-    def ack(
-        self,
-        first_id: int,
-        last_id: int,
-        reported: Mapping[str, int] | None = None,
-        *,
-        uuids: Sequence[str] | None = None,
-        epoch: int | None = None,
-    ) -> int:
-        """Delete delivered events (and mark reported drops) in one transaction.
-
-        With ``uuids`` (the uploader always passes the batch's), only rows in
-        the id range whose uuid was in the batch go: ids are not AUTOINCREMENT,
-        so a reused id can never delete a newer, unsent event. When ``epoch``
-        (read before the batch) is unchanged, no other delete happened since,
-        so no id in the range can have been reused and a plain range delete,
-        several times cheaper, is exact.
-        """
-        conn = self.conn
-        with _transaction(conn):
-            n = _delete_range(conn, first_id, last_id, uuids, epoch)
-            for reason, count in (reported or {}).items():
-                conn.execute(
-                    "UPDATE drops SET unreported = max(unreported - ?, 0) WHERE reason = ?",
-                    (count, reason),
-                )
-        return int(n)
-
-    def drop_range(
-        self, first_id: int, last_id: int, reason: str, *, uuids: Sequence[str] | None = None
-    ) -> int:
-        """Delete undeliverable events, counting them under ``reason`` (``uuids`` as in ack)."""
-        conn = self.conn
-        with _transaction(conn):
-            n = _delete_range(conn, first_id, last_id, uuids)
-            _bump_drops(conn, reason, n)
-        return int(n)
-
-    def epoch(self) -> int:
-        """Bumped by every delete of queued events that is not an uploader ack
-        (eviction, expiry, purge). Ids are reused only after such a delete."""
-        return _read_epoch(self.conn)
-
     def reclaim(self) -> None:
         self._reclaim(self.conn)
 
@@ -647,146 +461,3 @@ class Spool:
             (key, json.dumps(value, sort_keys=True)),
         )
 
-    def clear(self) -> int:
-        """Delete every event and drop count (see ``clear_spool``); returns events deleted."""
-        return clear_spool(self.conn)
-
-
-# Connections inherited across fork: kept alive so they are never closed in the child.
-_ABANDONED: list[sqlite3.Connection | None] = []
-# Bumped in every forked child; a Spool compares it with the value at open.
-_FORK_GEN = [0]
-
-
-def _bump_fork_gen() -> None:
-    _FORK_GEN[0] += 1
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_bump_fork_gen)
-
-
-class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.conn.execute("COMMIT")
-        elif self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
-
-
-_WIRE_SQL = (
-    "SELECT id, uuid, size, "
-    "'{\"id\":' || json_quote(uuid) || ',\"name\":' || json_quote(name) || "
-    "',\"time\":' || json_quote(time) || ',\"run_id\":' || json_quote(run_id) || "
-    "',\"props\":' || CASE WHEN json_valid(props) THEN props ELSE '{}' END || '}' "
-    "FROM events WHERE id > ? ORDER BY id LIMIT ?"
-)
-
-
-def _bump_epoch(conn: sqlite3.Connection) -> None:
-    # Any delete outside the uploader's own acks bumps the epoch; see ``epoch``.
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES ('epoch', '1') "
-        "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-    )
-
-
-def _read_epoch(conn: sqlite3.Connection) -> int:
-    row = conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
-    if row is None:
-        return 0
-    try:
-        return int(row[0])
-    except (TypeError, ValueError):
-        # Hand-edited to something else: unknown, so an ack never trusts it
-        # (and the next bump, CAST to 0 + 1, moves it to 1, never to -1).
-        return -1
-
-
-# Meta rows a clear keeps: the host's settings (no data about anyone), the
-# epoch (bumped, never reset: an uploader's in-flight ack compares it) and the
-# upload schedule (a purge must not make hosts hammer an endpoint that said wait).
-_KEPT_META = ("config", "epoch", "upload")
-
-
-def clear_spool(conn: sqlite3.Connection) -> int:
-    """The one clear, used by ``Telemetry.purge``, ``telespool purge``/``disable``
-    and the uploader's opt-out purge. Returns the events deleted.
-
-    Deletes every event, drop count and meta row but ``_KEPT_META`` in one
-    transaction that bumps the epoch, so an ack already in flight can never
-    delete an event appended after it (ids are reused: no AUTOINCREMENT).
-    Deleted rows are overwritten (``secure_delete``) and the WAL truncated, so
-    nothing survives in free pages. Raises ``sqlite3.Error``.
-    """
-    (secure,) = conn.execute("PRAGMA secure_delete").fetchone()
-    conn.execute("PRAGMA secure_delete = ON")
-    try:
-        with _transaction(conn):
-            n = conn.execute("DELETE FROM events").rowcount
-            conn.execute("DELETE FROM drops")
-            conn.execute(
-                f"DELETE FROM meta WHERE key NOT IN ({', '.join('?' * len(_KEPT_META))})",
-                _KEPT_META,
-            )
-            _bump_epoch(conn)
-        # executescript: incremental_vacuum frees one page per step (see _reclaim).
-        conn.executescript("PRAGMA incremental_vacuum;")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-    finally:
-        conn.execute(f"PRAGMA secure_delete = {int(secure)}")
-    return int(n)
-
-
-def _delete_range(
-    conn: sqlite3.Connection,
-    first_id: int,
-    last_id: int,
-    uuids: Sequence[str] | None,
-    epoch: int | None = None,
-) -> int:
-    # An unknown epoch (-1, hand-edited) never allows the plain range delete.
-    if uuids is None or (epoch is not None and epoch >= 0 and _read_epoch(conn) == epoch):
-        cur = conn.execute("DELETE FROM events WHERE id BETWEEN ? AND ?", (first_id, last_id))
-    else:
-        cur = conn.execute(
-            "DELETE FROM events WHERE id BETWEEN ? AND ? "
-            "AND uuid IN (SELECT value FROM json_each(?))",
-            (first_id, last_id, json.dumps(list(uuids))),
-        )
-    return int(cur.rowcount)
-
-
-def _bump_drops(conn: sqlite3.Connection, reason: str, n: int) -> None:
-    if n > 0:
-        conn.execute(
-            "INSERT INTO drops (reason, total, unreported) VALUES (?, ?, ?) "
-            "ON CONFLICT (reason) DO UPDATE SET total = total + excluded.total, "
-            "unreported = unreported + excluded.unreported",
-            (reason, n, n),
-        )
-
-
-# (second, formatted prefix): one tuple, so threads swap it atomically.
-_SECOND_CACHE: tuple[int, str] = (-1, "")
-
-
-def iso_time(now: float) -> str:
-    """``2026-11-24T15:20:22.123456Z``: fixed width, so text order is time order."""
-    global _SECOND_CACHE
-    sec = int(now)
-    cached_sec, prefix = _SECOND_CACHE
-    if sec != cached_sec:
-        # Formatting the seconds part is the slow bit; reuse it within a second.
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        _SECOND_CACHE = (sec, prefix)
-    return f"{prefix}.{int((now - sec) * 1_000_000):06d}Z"

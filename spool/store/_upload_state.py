@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ._store import Spool, _transaction, iso_time
+from ._rows import iso_time
+from ._sqlite import transaction
+from ._store import Spool
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,7 +76,7 @@ def read_upload_state(spool: Spool) -> dict[str, Any]:
 def update_upload_state(spool: Spool, changes: Mapping[str, Any]) -> dict[str, Any]:
     """Merge ``changes`` into the stored state atomically; returns the new state."""
     conn = spool.conn
-    with _transaction(conn):
+    with transaction(conn):
         state = read_upload_state(spool)
         state.update(changes)
         spool.set_meta(UPLOAD_KEY, state)

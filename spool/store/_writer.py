@@ -28,8 +28,10 @@ from .._policy import Policy
 from .._threads import green_patched, os_thread_api
 from ._helper import Helper
 from ._paths import UnsafeStateDir
+from ._rows import Row
 from ._sidecar import append_losses, take_losses
-from ._store import Row, Spool, classify_error
+from ._sqlite import classify_error
+from ._store import Spool
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from spool.store._store import StoredEvent
+from spool.store._rows import StoredEvent
 from spool.store._writer import split_errors
 
 __all__ = [

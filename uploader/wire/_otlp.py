@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 from spool import __version__
-from spool.store._store import StoredEvent
+from spool.store._rows import StoredEvent
 
 from ._encode import Encoded, EnvelopeHeader
 

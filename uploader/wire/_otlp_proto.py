@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from spool.store._store import StoredEvent
+from spool.store._rows import StoredEvent
 
 from ._encode import Encoded, EnvelopeHeader
 from ._otlp import encode_otlp
