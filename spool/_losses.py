@@ -13,10 +13,61 @@ from collections.abc import Mapping
 
 from ._threads import os_thread_api
 
-__all__ = ["ERROR_PREFIX", "Losses", "split_errors"]
+__all__ = ["DROP_REASONS", "ERROR_KINDS", "ERROR_PREFIX", "Losses", "split_errors"]
 
 # Drop-table reasons with this prefix count swallowed errors, not lost events.
 ERROR_PREFIX = "error."
+
+# Every reason a loss is counted under: the drops table, status()["dropped"] and
+# the envelope's "dropped" all use these names, and nothing else
+# (tests/test_layout.py finds every reason the code counts and checks it is here).
+DROP_REASONS = {
+    # A value, not an event: the property is removed or clamped, the event kept.
+    "unknown_property": "a property the event does not declare: removed",
+    "invalid_value": "a value off its allowlist or shape: removed (or set to 'other')",
+    "out_of_range": "a number outside its declared range: clamped to it",
+    # The host's call path: the event was not stored.
+    "unknown_event": "an event name the schema does not declare",
+    "too_large": "an event over max_event_bytes (or one the endpoint refused as too large)",
+    "sampled": "left out by client-side sampling (kept events carry the rate)",
+    "locked": "another process held SQLite's write lock for longer than the buffer lasted",
+    "cap": "the spool was at its cap and eviction had not caught up yet",
+    "after_close": "tracked after close(), e.g. from an exit hook that ran after ours",
+    "identity_error": "install.json could not be read or written: the lifecycle events",
+    "disk_full": "the disk (or a file-size limit) refused the write",
+    "unwritable": "the state dir or spool cannot be written (permissions, read-only)",
+    "insecure_dir": "the state dir is not a private directory of this user",
+    "unusable_path": "a spool file's name is taken by something that is not a file",
+    "io_error": "the OS failed the write",
+    "corrupt": "the spool file was corrupt (a host moves it aside and starts afresh)",
+    "error": "an unexpected exception in track(), counted instead of raised",
+    # Housekeeping: queued events deleted unsent.
+    "evicted": "the oldest events, deleted to keep the spool under max_bytes",
+    "expired": "older than max_age_days",
+    # The uploader.
+    "rejected": "the endpoint refused the batch (a 4xx other than 408/413/429)",
+}
+# What ``classify_error`` and the state-dir checks name a SQLite/OS fault.
+STORAGE_FAULTS = (
+    "locked", "disk_full", "unwritable", "insecure_dir", "unusable_path", "io_error", "corrupt",
+    "error",
+)
+# Swallowed errors, stored as ``error.<kind>``. ``upload_<why>`` kinds are the
+# uploader's failed attempts (``upload_http_503``, ``upload_timeout``...).
+ERROR_KINDS = {
+    "config": "a bad {PREFIX}_TELEMETRY_* or consent variable: ignored",
+    "bad_row": "a spool row that telespool never wrote (edited by hand): skipped",
+    "purge": "purge() failed",
+    "purge_incomplete": "a purge left a file behind",
+    "status": "status() met an unexpected error (what it had read is returned)",
+    "thread": "no helper thread could be started",
+    "frozen": "a frozen app without uploader.freeze_support(): no uploader started",
+    "no_python": "no interpreter to start the uploader with",
+    "spawn": "starting the uploader failed",
+    # Storage faults met off the call path (helper thread, close): as in DROP_REASONS.
+    **{k: DROP_REASONS[k] for k in STORAGE_FAULTS},
+}
+UPLOAD_ERROR_PREFIX = "upload_"
 
 
 def split_errors(counts: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:

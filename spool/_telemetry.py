@@ -114,7 +114,7 @@ class Telemetry:
         self._live_writer: Writer | None = None
         self._closed = False
         self._count_fn = self._count  # bound once: track() passes it per call
-        self._sampler = make_sampler(self.schema, env, prefix, self.run_id, self._count)
+        self._sampler = make_sampler(self.schema, env, prefix, self.run_id)
         try:
             self._init_runtime(enabled)
         except Exception as exc:

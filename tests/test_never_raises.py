@@ -80,6 +80,20 @@ def test_a_switch_that_is_not_a_boolean_is_counted(
     assert var in status["config_errors"]
 
 
+@pytest.mark.parametrize("value", ["often", "1.5", "-0.1", "nan"])
+def test_a_bad_sampling_rate_is_a_config_error_and_keeps_every_event(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """Like every {PREFIX}_TELEMETRY_* variable: ignored, counted as error config."""
+    monkeypatch.setenv("DEMO_TELEMETRY_SAMPLE", value)
+    t = Telemetry(app="demo", version="1.0.0", state_dir=state_dir, allow_in_ci=True)
+    status = t.status()
+    t.close()
+    assert status["errors"].get("config") == 1
+    assert "DEMO_TELEMETRY_SAMPLE" in status["config_errors"]
+    assert "sampled" not in status["dropped"] and "invalid_env" not in status["dropped"]
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

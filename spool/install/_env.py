@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from ..store._paths import env_prefix
 from ._endpoint import endpoint_problem
+from ._sampling import parse_rate
 
 __all__ = ["EnvCheck", "check_env"]
 
@@ -43,6 +44,9 @@ def check_env(app: str, env: Mapping[str, str], prefix: str | None = None) -> En
         if value is not None and value.strip().lower() not in _BOOLEAN_WORDS:
             # Not a word either way: say so instead of guessing.
             problems[var] = _BOOLEAN_PROBLEM
+    var = f"{prefix}_TELEMETRY_SAMPLE"
+    if not parse_rate(env.get(var))[1]:
+        problems[var] = "not a sampling rate from 0 to 1: ignored (every event kept)"
     var = f"{prefix}_TELEMETRY_ENDPOINT"
     endpoint = env.get(var) or None  # empty means unset, as before
     if endpoint is not None:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any
 
     from ..schema._schema import Schema
 
@@ -88,15 +88,14 @@ def _forced(rules: Mapping[str, Any], props: Mapping[str, Any]) -> bool:
 
 
 def make_sampler(
-    schema: Schema, env: Mapping[str, str], prefix: str, run_id: str, count: Callable[[str], None]
+    schema: Schema, env: Mapping[str, str], prefix: str, run_id: str
 ) -> Sampler | None:
     """The run's sampler from ``{prefix}_TELEMETRY_SAMPLE``; None when every event is kept.
 
-    A bad value is the user's: counted ``invalid_env`` and read as 1 (keep all).
+    A bad value is the user's: read as 1 (keep all), and counted as error
+    ``config`` by the environment check (spool/install/_env.py).
     """
-    rate, valid = parse_rate(env.get(f"{prefix}_TELEMETRY_SAMPLE"))
-    if not valid:
-        count("invalid_env")
+    rate, _ = parse_rate(env.get(f"{prefix}_TELEMETRY_SAMPLE"))
     if rate >= 1.0 or not schema.sampleable:
         return None
     return Sampler(schema.sampleable, rate, keep_run(run_id, rate), schema.sampling_rate_prop)
