@@ -30,12 +30,12 @@ from spool.store._upload_state import backoff_pending, format_time, read_upload_
 
 from ._acker import Acker
 from ._backoff import Backoff
+from ._batch import Batches
 from ._lock import try_lock
 from ._result import Ack, Drop, Retry, Split
 from ._upload_record import record_backoff, record_fault, record_pass, stored_failures
 from .wire._envelope import EnvelopeHeader
-from .wire._formats import ENCODERS, gzip_body, missing_extra
-from .wire._json import encode_json_fragments
+from .wire._formats import ENCODERS, missing_extra
 
 __all__ = ["PAUSE_AFTER_POST_ENV", "PassResult", "drain"]
 
@@ -231,7 +231,6 @@ class _Pass:
             transport.close()
             self._back_off(spool, backoff.increment(), Retry("missing_extra", detail=missing))
             return
-        headers = {"Content-Type": "", "Content-Encoding": "gzip"}
         remaining = spool.queued()[0]
         self._emit(remaining)
         after_id = 0
@@ -241,6 +240,7 @@ class _Pass:
         # Drop counts ride in one batch at a time: the next batch is encoded
         # before this one's ack commits, and must not report them twice.
         report_drops = True
+        batches = Batches(spool, fmt, encoder, header, policy.batch_bytes)
         acker = Acker(self.state_dir)
         try:
             while True:
@@ -252,31 +252,14 @@ class _Pass:
                 epoch = spool.epoch()
                 dropped = spool.unreported_drops() if report_drops else {}
                 sent_at = format_time(time.time())
-                if fmt == "json":
-                    # Fast path: SQLite renders each event object in C.
-                    wire = spool.read_wire_batch(after_id, limit, policy.batch_bytes)
-                    if wire is None:
-                        outcome = "empty"
-                        break
-                    first, last, uuids = wire.first_id, wire.last_id, wire.uuids
-                    encoded = encode_json_fragments(header, wire.fragments, dropped, sent_at)
-                else:
-                    batch = spool.read_batch(after_id, limit, policy.batch_bytes)
-                    if not batch:
-                        outcome = "empty"
-                        break
-                    first, last, uuids = batch[0].id, batch[-1].id, [e.uuid for e in batch]
-                    encoded = encoder(header, batch, dropped, sent_at)
+                batch = batches.after(after_id, limit, dropped, sent_at)
+                if batch is None:
+                    outcome = "empty"
+                    break
+                first, last, uuids = batch.first, batch.last, batch.uuids
                 count = len(uuids)
                 report_drops = False
-                headers["Content-Type"] = encoded.content_type
-                if encoded.gzip:
-                    headers["Content-Encoding"] = "gzip"
-                    body = gzip_body(encoded.body)
-                else:
-                    headers.pop("Content-Encoding", None)
-                    body = encoded.body
-                result = transport.post(body, headers, left)
+                result = transport.post(batch.body, batch.headers, left)
                 if isinstance(result, Ack):
                     if pause > 0:
                         time.sleep(pause)
