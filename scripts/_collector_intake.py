@@ -6,9 +6,9 @@ so storage and deduplication (``collector.CollectorDB``) do not know which one
 arrived:
 
 - ``json``: the telespool envelope (docs/wire-format.md, "JSON envelope");
-- ``otlp``: OTLP/HTTP JSON logs, read back by ``uploader.wire._otlp.decode_otlp``.
+- ``otlp``: OTLP/HTTP JSON logs, read back by ``uploader.wire._otlp_decode.decode_otlp``.
 
-Stdlib plus ``spool`` and ``uploader.wire._otlp``; imported by scripts/collector.py
+Stdlib plus ``spool`` and ``uploader.wire._otlp_decode``; imported by scripts/collector.py
 from its own directory.
 """
 
@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from spool import Schema
-from uploader.wire._otlp import OtlpDecodeError, decode_otlp
+from uploader.wire._otlp_decode import OtlpDecodeError, decode_otlp
 
 __all__ = [
     "BadRequest",

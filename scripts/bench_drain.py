@@ -86,6 +86,7 @@ def sink_main() -> None:
 def _prefill(state_dir: Path, n: int, endpoint: str) -> None:
     from spool import Schema
     from spool._policy import Policy
+    from spool._protocol import CONFIG_KEY, UploaderConfig
     from spool.install._ids import new_event_id, new_run_id
     from spool.store._paths import ensure_state_dir
     from spool.store._rows import Row, iso_time
@@ -104,17 +105,18 @@ def _prefill(state_dir: Path, n: int, endpoint: str) -> None:
             for _ in range(min(10_000, n - start))
         ]
         spool.append(rows)
-    spool.set_meta(
-        "config",
-        {
-            "app": "bench",
-            "app_version": "1.0.0",
-            "endpoint": endpoint,
-            "format": "json",
-            "schema": {"name": schema.name, "version": schema.version, "hash": schema.hash},
-            "policy": Policy().upload_settings(),
-        },
+    config = UploaderConfig(
+        app="bench",
+        env_prefix=None,
+        app_version="1.0.0",
+        endpoint=endpoint,
+        format="json",
+        schema_name=schema.name,
+        schema_version=schema.version,
+        schema_hash=schema.hash,
+        policy=Policy(),
     )
+    spool.set_meta(CONFIG_KEY, config.to_row())
     spool.close()
 
 
@@ -129,21 +131,14 @@ _CHILD = (
 
 
 def _drain_once(n: int, port: int) -> dict[str, Any]:
+    from spool._protocol import UploaderArgs
+
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "state"
         _prefill(state, n, f"http://127.0.0.1:{port}/v1/events")
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                _CHILD,
-                "--state-dir",
-                str(state),
-                "--progress",
-                "--budget",
-                "600",
-            ],
+            [sys.executable, "-c", _CHILD, *UploaderArgs(state, 600.0, progress=True).to_argv()],
             stdout=subprocess.PIPE,
             text=True,
             cwd=tmp,

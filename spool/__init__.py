@@ -7,9 +7,9 @@ Never imports urllib3, filelock, sqlite-utils or the ``uploader`` package.
 from __future__ import annotations
 
 from ._errors import ConfigError, SchemaError, TelemetryError
+from ._protocol import FlushResult
 from ._telemetry import Telemetry
 from .install._legacy import Legacy
-from .launch._flush import FlushResult
 from .schema._schema import Schema
 
 __all__ = [

@@ -19,6 +19,7 @@ from ._args import check_args, valid_prefix
 from ._errors import ConfigError
 from ._losses import ERROR_PREFIX, Losses
 from ._policy import Policy
+from ._protocol import CONFIG_KEY, UploaderConfig
 from .install import _consent, _ids, _notice, _serverless
 from .install._endpoint import validate_endpoint
 from .install._env import check_env
@@ -200,21 +201,19 @@ class Telemetry:
 
     def _write_config(self, spool: Spool) -> None:
         """Store what the detached uploader needs, so it only needs the state dir."""
-        config = {
-            "app": self.app,
-            "env_prefix": self.env_prefix,
-            "app_version": self.version,
-            "endpoint": self.endpoint,
-            "format": self.format,
-            "schema": {
-                "name": self.schema.name,
-                "version": self.schema.version,
-                "hash": self.schema.hash,
-            },
-            "policy": self.policy.upload_settings(),
-        }
-        if spool.get_meta("config") != config:  # a hand-edited row reads as None: rewritten
-            spool.set_meta("config", config)
+        config = UploaderConfig(
+            app=self.app,
+            env_prefix=self.env_prefix,
+            app_version=self.version,
+            endpoint=self.endpoint,
+            format=self.format,
+            schema_name=self.schema.name,
+            schema_version=self.schema.version,
+            schema_hash=self.schema.hash,
+            policy=self.policy,
+        ).to_row()
+        if spool.get_meta(CONFIG_KEY) != config:  # a hand-edited row reads as None: rewritten
+            spool.set_meta(CONFIG_KEY, config)
         take_bad_rows(spool, self._losses)
 
     def _expire_if_due(self, spool: Spool) -> None:

@@ -20,7 +20,7 @@ import pytest
 from spool import Telemetry
 from spool.store._rows import StoredEvent
 from tests.servers import Collector, collector, run_uploader
-from uploader.wire._encode import EnvelopeHeader
+from uploader.wire._envelope import EnvelopeHeader
 from uploader.wire._otlp import encode_otlp
 
 OTLP_GZ = {"Content-Type": "application/json", "Content-Encoding": "gzip"}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from spool._protocol import UploaderArgs
 from tests.hosts import ROOT, host_env
 from tests.servers import collector, drops, queued, wait_for
 
@@ -144,5 +145,5 @@ def test_freeze_support_does_nothing_in_a_normal_interpreter() -> None:
 
     uploader.freeze_support()
     assert _trigger._FROZEN_ENTRY == [False]
-    argv = _trigger.uploader_command(Path("/x"))
+    argv = _trigger.uploader_command(UploaderArgs(Path("/x")))
     assert argv is not None and argv[0] == sys.executable and "-m" in argv

@@ -27,15 +27,10 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from spool import Telemetry, __version__
 from spool.store._rows import StoredEvent
-from uploader.wire._encode import ENCODERS, EnvelopeHeader
-from uploader.wire._otlp import (
-    DROPPED_EVENT,
-    EVENT_ID_KEY,
-    RUN_ID_KEY,
-    OtlpDecodeError,
-    decode_otlp,
-    encode_otlp,
-)
+from uploader.wire._envelope import EnvelopeHeader
+from uploader.wire._formats import ENCODERS
+from uploader.wire._otlp import DROPPED_EVENT, EVENT_ID_KEY, RUN_ID_KEY, encode_otlp
+from uploader.wire._otlp_decode import OtlpDecodeError, decode_otlp
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 RESERVED = {"event.name", EVENT_ID_KEY, RUN_ID_KEY}

@@ -23,7 +23,8 @@ from spool._policy import Policy
 from spool.store._store import Spool
 from tests.hosts import host_env, run_host
 from tests.servers import ScriptedServer, fill, fixed, meta, queued, run_uploader
-from uploader.wire._encode import ENCODERS, EnvelopeHeader
+from uploader.wire._envelope import EnvelopeHeader
+from uploader.wire._formats import ENCODERS
 
 pytest.importorskip("oteltap", reason="oteltap is in the test extra")
 pytest.importorskip("opentelemetry.proto", reason="opentelemetry-proto is in the test extra")

@@ -11,4 +11,6 @@ from __future__ import annotations
 from ._drain import PassResult, drain
 from ._frozen import freeze_support
 
+# ``PassResult`` is ``spool.FlushResult``: one pass's result is what a flush reports.
+
 __all__ = ["PassResult", "drain", "freeze_support"]

@@ -1,46 +1,34 @@
 """``python -m uploader --state-dir DIR [--budget SECONDS] [--progress] [--force]``.
 
-One drain pass, then exit. With ``--progress`` it writes the progress protocol
-to stdout, one JSON object per line:
-
-    {"type": "progress", "sent": N, "remaining": M, "dropped": {reason: n}}
-    ...
-    {"type": "done", "outcome": "...", "sent": N, "remaining": M,
-     "dropped": {reason: n}, "detail": "...", "next_attempt_at": ISO | null}
-
-``outcome`` is one of empty, budget, backoff, busy, opted_out, no_endpoint,
-corrupt, error. The ``done`` line is always the last line. Exit status: 0, or 1
-for ``error`` and ``corrupt``, 2 for bad arguments.
+One drain pass, then exit. With ``--progress`` it writes the progress lines
+(``progress`` while it sends, one ``done`` last) to stdout, one JSON object
+per line; their keys, the arguments and the outcomes are the host's contract,
+``spool/_protocol.py``. Exit status: 0, or 1 for ``error`` and ``corrupt``, 2
+for bad arguments.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
+from spool._protocol import (
+    FlushResult,
+    UploaderArgs,
+    done_line,
+    encode_line,
+    exit_status,
+)
 from spool.launch._trigger import neutral_cwd
 
-from ._drain import PassResult, drain
+from ._drain import drain
 
 __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m uploader", description=__doc__)
-    parser.add_argument("--state-dir", required=True, type=Path)
-    parser.add_argument(
-        "--budget", type=float, default=None, help="seconds for this pass (default: policy)"
-    )
-    parser.add_argument("--progress", action="store_true", help="JSON lines on stdout")
-    parser.add_argument("--force", action="store_true", help="ignore a pending backoff")
-    parser.add_argument(
-        "--lock-wait", type=float, default=0.0, help="wait this long for a running uploader"
-    )
-    args = parser.parse_args(argv)
+    args = UploaderArgs.from_argv(argv, description=__doc__)
     # Like any daemon: leave the cwd we were started in (a posix_spawn child
     # inherits the host's), so the uploader never pins a directory someone
     # may delete (on Windows a process's cwd cannot be removed).
@@ -60,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     def emit(line: dict[str, Any]) -> None:
         if args.progress:
             try:
-                sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
+                sys.stdout.write(encode_line(line))
                 sys.stdout.flush()
             except (OSError, ValueError):
                 pass  # the reader went away; the pass itself carries on
@@ -68,12 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = drain(
             state_dir,
-            args.budget,
+            args.budget_s,
             emit if args.progress else None,
             force=args.force,
-            lock_wait_s=args.lock_wait,
+            lock_wait_s=args.lock_wait_s,
         )
     except Exception as exc:  # last line of defence: the done line must still come
-        result = PassResult("error", detail=f"{type(exc).__name__}: {exc}")
-    emit(result.as_line())
-    return 1 if result.outcome in ("error", "corrupt") else 0
+        result = FlushResult("error", detail=f"{type(exc).__name__}: {exc}")
+    emit(done_line(result))
+    return exit_status(result.outcome)

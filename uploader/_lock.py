@@ -6,6 +6,7 @@ from pathlib import Path
 
 import filelock
 
+from spool._policy import LOCK_POLL_S
 from spool.store._paths import LOCK_NAME, check_regular_or_absent
 
 __all__ = ["try_lock"]
@@ -22,7 +23,7 @@ def try_lock(state_dir: Path, wait_s: float = 0.0) -> filelock.BaseFileLock | No
     check_regular_or_absent(path)
     lock = filelock.FileLock(str(path), mode=0o600)
     try:
-        lock.acquire(timeout=max(wait_s, 0.0), poll_interval=0.05)
+        lock.acquire(timeout=max(wait_s, 0.0), poll_interval=LOCK_POLL_S)
     except filelock.Timeout:
         return None
     return lock

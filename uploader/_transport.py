@@ -33,6 +33,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
+from spool._policy import ERROR_DETAIL_CHARS, MAX_RESPONSE_BYTES, MIN_REQUEST_TIMEOUT_S
 from spool.install._endpoint import validate_endpoint
 
 from ._backoff import parse_retry_after
@@ -43,8 +44,6 @@ from ._watchdog import Watchdog
 
 __all__ = ["CA_BUNDLE_ENV", "Transport"]
 
-# A response body is a few bytes of status; more than this is not read.
-_MAX_RESPONSE_BYTES = 64 * 1024
 _USER_AGENT = "telespool-uploader/0.1"
 
 
@@ -84,9 +83,10 @@ class Transport:
         if self._pool is None:
             assert self._config_error is not None
             return self._config_error
-        connect = max(min(self.connect_timeout_s, budget_s), 0.01)
-        read = max(min(self.read_timeout_s, budget_s), 0.01)
-        total = max(min(self.connect_timeout_s + self.read_timeout_s, budget_s), 0.02)
+        floor = MIN_REQUEST_TIMEOUT_S
+        connect = max(min(self.connect_timeout_s, budget_s), floor)
+        read = max(min(self.read_timeout_s, budget_s), floor)
+        total = max(min(self.connect_timeout_s + self.read_timeout_s, budget_s), 2 * floor)
         all_headers = {"User-Agent": _USER_AGENT, **headers}
         self._watchdog.arm(total)
         try:
@@ -102,7 +102,7 @@ class Transport:
             )
             complete = False
             try:
-                resp.read(_MAX_RESPONSE_BYTES, decode_content=False)
+                resp.read(MAX_RESPONSE_BYTES, decode_content=False)
                 complete = resp.read(1, decode_content=False) == b""
             finally:
                 if complete:
@@ -182,7 +182,7 @@ def _watch_connections(manager: urllib3.PoolManager, watchdog: Watchdog) -> None
 
 
 def _classify_exception(exc: BaseException) -> Retry:
-    detail = f"{type(exc).__name__}: {exc}"[:300]
+    detail = f"{type(exc).__name__}: {exc}"[:ERROR_DETAIL_CHARS]
     reason = getattr(exc, "reason", None)
     chain = [exc, reason, exc.__cause__, exc.__context__, getattr(exc, "original_error", None)]
     if any(isinstance(e, (SSLError, ssl.SSLError, ssl.CertificateError)) for e in chain):

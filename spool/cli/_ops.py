@@ -7,7 +7,6 @@ helpers, so every front end behaves the same. Nothing here constructs a
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping
@@ -16,9 +15,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..install import _consent
+from ..install._identity import read_install_id
 from ..store._clear import clear_state_dir, purge_state_dir
 from ..store._paths import (
-    INSTALL_NAME,
     MARKER_NAME,
     UnsafeStateDir,
     default_state_dir,
@@ -288,14 +287,8 @@ def _has_spool(state_dir: Path) -> bool:
 
 
 def _install_id(state_dir: Path | None) -> str | None:
-    if state_dir is None:
-        return None
-    try:
-        doc = json.loads((state_dir / INSTALL_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    value = doc.get("install_id") if isinstance(doc, dict) else None
-    return value if isinstance(value, str) else None
+    # The one reader (validated, refuses links): what the uploader sends is what status shows.
+    return None if state_dir is None else read_install_id(state_dir)
 
 
 def _disk_bytes(state_dir: Path | None) -> int:

@@ -1,27 +1,19 @@
 """A bounded, blocking drain: run the uploader as a child and wait for it.
 
 The host never loads urllib3: ``run_flush`` starts ``python -m uploader
---state-dir DIR --budget T --progress`` and reads its progress protocol (one
-JSON object per line on stdout; see ``uploader/_cli.py``):
-
-    {"type": "progress", "sent": N, "remaining": M, "dropped": {...}}
-    {"type": "done", "outcome": "...", "sent": N, "remaining": M,
-     "dropped": {...}, "detail": "...", "next_attempt_at": ISO | null}
-
-If no ``done`` line arrives within ``timeout`` plus a short grace, the child
-is killed and the outcome is ``timeout``.
+--state-dir DIR --budget T --progress`` and reads its progress lines (the
+contract is ``spool/_protocol.py``). If no ``done`` line arrives within
+``timeout`` plus a short grace, the child is killed and the outcome is
+``timeout``.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
 
 from .._policy import FLUSH_GRACE_S, FLUSH_LOCK_WAIT_SHARE, FLUSH_STARTUP_S
-from .._record import Record
+from .._protocol import FlushResult, UploaderArgs, decode_line, result_from_done
 from ._trigger import launch_blocker, neutral_cwd, uploader_command
 
 TYPE_CHECKING = False
@@ -31,43 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FlushResult", "run_flush"]
 
-# A shared, read-only default for FlushResult.dropped.
-_EMPTY: Mapping[str, int] = MappingProxyType({})
-
-
-class FlushResult(Record):
-    """What a flush achieved.
-
-    ``outcome``: empty (everything sent), budget (out of time, more queued),
-    backoff (the endpoint asked us to wait; see ``next_attempt_at``), busy
-    (another uploader held the lock throughout), opted_out, no_endpoint,
-    corrupt (left for the host to recover), disabled (telemetry off in this
-    process), timeout (the child was killed),
-    error (see ``detail``).
-    """
-
-    _fields = ("outcome", "sent", "remaining", "dropped", "detail", "next_attempt_at")
-    outcome: str
-    sent: int = 0
-    remaining: int = 0
-    dropped: Mapping[str, int] = _EMPTY
-    detail: str = ""
-    next_attempt_at: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the queue was emptied."""
-        return self.outcome == "empty"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "outcome": self.outcome,
-            "sent": self.sent,
-            "remaining": self.remaining,
-            "dropped": dict(self.dropped),
-            "detail": self.detail,
-            "next_attempt_at": self.next_attempt_at,
-        }
 
 
 def run_flush(
@@ -100,11 +55,14 @@ def _run(
     import threading
 
     budget = max(timeout - FLUSH_STARTUP_S, 0.05)
-    extra = ["--budget", f"{budget:.3f}", "--progress"]
-    extra += ["--lock-wait", f"{budget * FLUSH_LOCK_WAIT_SHARE:.3f}"]
-    if force:
-        extra.append("--force")
-    argv = uploader_command(state_dir, *extra)
+    args = UploaderArgs(
+        state_dir,
+        budget_s=budget,
+        progress=True,
+        force=force,
+        lock_wait_s=budget * FLUSH_LOCK_WAIT_SHARE,
+    )
+    argv = uploader_command(args)
     if argv is None:
         return FlushResult(
             "error",
@@ -160,32 +118,20 @@ def _run(
         child.stdout.close()
     if done is None:
         outcome = "timeout" if child.returncode is not None and child.returncode < 0 else "error"
-        return FlushResult(
-            outcome,
-            sent=int(last.get("sent", 0)),
-            remaining=int(last.get("remaining", 0)),
-            dropped=dict(last.get("dropped") or {}),
-            detail=f"uploader ended without a result (exit status {child.returncode})",
+        # What the last progress line said, under this outcome.
+        detail = f"uploader ended without a result (exit status {child.returncode})"
+        return result_from_done(
+            {**last, "outcome": outcome, "detail": detail, "next_attempt_at": None}
         )
-    return FlushResult(
-        str(done.get("outcome", "error")),
-        sent=int(done.get("sent", 0)),
-        remaining=int(done.get("remaining", 0)),
-        dropped=dict(done.get("dropped") or {}),
-        detail=str(done.get("detail", "")),
-        next_attempt_at=done.get("next_attempt_at"),
-    )
+    return result_from_done(done)
 
 
 def _read_lines(stream: IO[bytes], out: queue.Queue[dict[str, Any] | None]) -> None:
     try:
         for raw in stream:
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                continue  # not protocol: ignore rather than fail the flush
-            if isinstance(obj, dict):
-                out.put(obj)
+            line = decode_line(raw)
+            if line is not None:  # not protocol: ignored rather than failing the flush
+                out.put(line)
     except (OSError, ValueError):
         pass
     finally:

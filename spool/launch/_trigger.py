@@ -25,10 +25,17 @@ import time
 from pathlib import Path
 
 from .._policy import Policy
+from .._protocol import UploaderArgs
 from ..install import _serverless
 from ..store._sqlite import transaction
 from ..store._store import Spool
-from ..store._upload_state import UPLOAD_KEY, format_time, parse_time, read_upload_state
+from ..store._upload_state import (
+    UPLOAD_KEY,
+    backoff_pending,
+    format_time,
+    parse_time,
+    read_upload_state,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -87,11 +94,11 @@ def launch_blocker() -> str | None:
     return None
 
 
-def uploader_command(state_dir: Path, *extra: str) -> list[str] | None:
+def uploader_command(uploader_args: UploaderArgs) -> list[str] | None:
     """The uploader's argv, or None when ``launch_blocker()`` forbids starting one."""
     if launch_blocker() is not None:
         return None
-    args = ["--state-dir", str(state_dir), *extra]
+    args = uploader_args.to_argv()
     if getattr(sys, "frozen", False):
         return [sys.executable, FROZEN_UPLOADER_ARG, *args]
     # -P (3.11+): the cwd is never on sys.path, so a directory named
@@ -116,9 +123,7 @@ def spawn_veto(has_events: bool, state: dict[str, Any], now: float, policy: Poli
         return "serverless"  # a frozen sandbox kills detached work: flush() drains there
     if not has_events:
         return "empty"
-    next_at = parse_time(state.get("next_attempt_at"))
-    # Further ahead than the cap can only mean the wall clock jumped: ignore it.
-    if next_at is not None and now < next_at <= now + policy.backoff_max_s:
+    if backoff_pending(state, now, policy.backoff_max_s):
         return "backoff"
     last = parse_time(state.get("last_spawn_at"))
     if last is not None and 0.0 <= now - last < policy.trigger_interval_s:
@@ -128,7 +133,7 @@ def spawn_veto(has_events: bool, state: dict[str, Any], now: float, policy: Poli
 
 def spawn_uploader(state_dir: Path) -> bool:
     """Start a detached uploader for ``state_dir``; False if it could not start."""
-    argv = uploader_command(state_dir)
+    argv = uploader_command(UploaderArgs(state_dir))
     if argv is None:
         return False
     reap_children()

@@ -21,7 +21,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["UPLOAD_KEY", "format_time", "parse_time", "read_upload_state", "update_upload_state"]
+__all__ = [
+    "UPLOAD_KEY",
+    "backoff_pending",
+    "format_time",
+    "parse_time",
+    "read_upload_state",
+    "update_upload_state",
+]
 
 UPLOAD_KEY = "upload"
 
@@ -66,6 +73,20 @@ def _epoch(year: int, month: int, day: int) -> int:
     doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
     doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
     return (era * 146097 + doe - 719468) * 86400
+
+
+def backoff_pending(state: Mapping[str, Any], now: float, backoff_max_s: float) -> bool:
+    """True while the stored ``next_attempt_at`` is still ahead of ``now``.
+
+    The one rule for both sides: the host's trigger does not spawn, and the
+    uploader does not send (unless forced). A time further ahead than the cap
+    can only mean the wall clock jumped back: it is ignored, or one clock
+    change could park the queue for good (pinned on both sides:
+    test_a_backoff_beyond_the_cap_means_the_clock_jumped_and_is_ignored,
+    test_a_next_attempt_beyond_the_cap_is_treated_as_a_clock_jump).
+    """
+    next_at = parse_time(state.get("next_attempt_at"))
+    return next_at is not None and now < next_at <= now + backoff_max_s
 
 
 def read_upload_state(spool: Spool) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from spool.store._rows import StoredEvent
 
-from ._encode import Encoded, EnvelopeHeader
+from ._envelope import Encoded, EnvelopeHeader
 from ._otlp import encode_otlp
 
 __all__ = ["CONTENT_TYPE", "encode_otlp_proto", "missing_extra"]
