@@ -141,9 +141,9 @@ def test_flush_in_a_frozen_app_without_freeze_support_says_what_to_do(
 
 def test_freeze_support_does_nothing_in_a_normal_interpreter() -> None:
     import uploader
-    from spool.launch import _trigger
+    from spool.launch import _spawn
 
     uploader.freeze_support()
-    assert _trigger._FROZEN_ENTRY == [False]
-    argv = _trigger.uploader_command(UploaderArgs(Path("/x")))
+    assert _spawn._FROZEN_ENTRY == [False]
+    argv = _spawn.uploader_command(UploaderArgs(Path("/x")))
     assert argv is not None and argv[0] == sys.executable and "-m" in argv

@@ -28,7 +28,7 @@ from spool._protocol import (
     result_from_done,
 )
 from spool.install._identity import read_install_id
-from spool.launch._trigger import uploader_command
+from spool.launch._spawn import uploader_command
 from spool.store._store import Spool
 from spool.store._upload_state import format_time, update_upload_state
 from tests.servers import ScriptedServer, child_env, fill, fixed, meta, queued

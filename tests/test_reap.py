@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from spool import Telemetry
-from spool.launch import _trigger
+from spool.launch import _spawn, _trigger
 from tests.servers import meta, refused_port, wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -20,12 +20,12 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 @pytest.fixture(autouse=True)
 def no_children_left() -> object:
     yield
-    for child in list(_trigger._CHILDREN):
+    for child in list(_spawn._CHILDREN):
         try:
             child.wait(timeout=30)
         except Exception:
             child.kill()
-    _trigger._CHILDREN.clear()
+    _spawn._CHILDREN.clear()
 
 
 def proc_state(pid: int) -> str | None:
@@ -53,15 +53,15 @@ def test_a_finished_uploader_is_reaped_while_a_backoff_is_pending(state_dir: Pat
     )
     for _ in range(10):
         t.track("cli_command", cli_command="eval")
-        if _trigger._CHILDREN:
+        if _spawn._CHILDREN:
             break
 
     def spawned_one() -> bool:
         t.track("cli_command", cli_command="eval")
-        return bool(_trigger._CHILDREN)
+        return bool(_spawn._CHILDREN)
 
     wait_for(spawned_one)
-    pid = _trigger._CHILDREN[-1].pid
+    pid = _spawn._CHILDREN[-1].pid
     # The drain failed: a backoff is stored, which vetoes every further spawn.
     wait_for(lambda: (meta(state_dir, "upload") or {}).get("next_attempt_at"))
     spawned = t._trigger.spawned if t._trigger is not None else 0
@@ -84,7 +84,7 @@ def test_reaping_from_many_threads_at_once_never_raises() -> None:
     for pid in pids:
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
     for _round in range(5):
-        _trigger._CHILDREN.extend(_trigger._Spawned(pid) for pid in pids[_round::5])
+        _spawn._CHILDREN.extend(_spawn._Spawned(pid) for pid in pids[_round::5])
     errors: list[BaseException] = []
     start = threading.Barrier(8)
 
@@ -103,5 +103,5 @@ def test_reaping_from_many_threads_at_once_never_raises() -> None:
         th.join()
     reap()
     assert errors == []
-    assert _trigger._CHILDREN == []
+    assert _spawn._CHILDREN == []
     assert all(proc_state(pid) is None for pid in pids)

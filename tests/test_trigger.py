@@ -10,7 +10,7 @@ import pytest
 
 from spool import Telemetry
 from spool._policy import Policy
-from spool.launch import _trigger
+from spool.launch import _spawn, _trigger
 from spool.store._upload_state import format_time
 from tests.servers import Blackhole, collector, meta, queued, refused_port, wait_for
 
@@ -21,12 +21,12 @@ NOW = 1_800_000_000.0
 def reap_children() -> object:
     yield
     # Wait for every uploader a test started, so none outlives its tmp_path.
-    for child in list(_trigger._CHILDREN):
+    for child in list(_spawn._CHILDREN):
         try:
             child.wait(timeout=30)
         except Exception:
             child.kill()
-    _trigger._CHILDREN.clear()
+    _spawn._CHILDREN.clear()
 
 
 def test_veto_when_nothing_is_queued() -> None:
@@ -111,7 +111,7 @@ def test_the_child_runs_in_its_own_session_with_stdio_on_devnull(state_dir: Path
         os.set_inheritable(w, True)
         t.track("cli_command", cli_command="eval")
         t.close()
-        child = _trigger._CHILDREN[-1]
+        child = _spawn._CHILDREN[-1]
         pipe_inode = os.fstat(w).st_ino
         os.close(r)
         os.close(w)
@@ -144,5 +144,5 @@ def test_never_spawns_when_opted_out_debug_or_without_endpoint(
     t = Telemetry(app="demo", version="1.0.0", endpoint=endpoint, state_dir=state_dir)
     t.track("cli_command", cli_command="eval")
     t.close()
-    assert _trigger._CHILDREN == []
+    assert _spawn._CHILDREN == []
     assert t._trigger is None

@@ -20,7 +20,7 @@ from spool._protocol import (
     encode_line,
     exit_status,
 )
-from spool.launch._trigger import neutral_cwd
+from spool.launch._spawn import neutral_cwd
 
 from ._drain import drain
 

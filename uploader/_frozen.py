@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sys
 
-from spool.launch._trigger import FROZEN_UPLOADER_ARG, register_frozen_entry
+from spool.launch._spawn import FROZEN_UPLOADER_ARG, register_frozen_entry
 
 __all__ = ["freeze_support"]
 

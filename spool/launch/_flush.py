@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .._policy import FLUSH_GRACE_S, FLUSH_LOCK_WAIT_SHARE, FLUSH_STARTUP_S
 from .._protocol import FlushResult, UploaderArgs, decode_line, result_from_done
-from ._trigger import launch_blocker, neutral_cwd, uploader_command
+from ._spawn import launch_blocker, neutral_cwd, uploader_command
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

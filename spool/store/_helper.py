@@ -29,7 +29,7 @@ from pathlib import Path
 from .._losses import Losses
 from .._policy import Policy
 from .._threads import os_sleep, os_thread_api
-from ..launch import _trigger
+from ..launch import _spawn, _trigger
 from ._sqlite import classify_error
 from ._status import take_bad_rows
 from ._store import Spool
@@ -290,11 +290,11 @@ class Helper:
 
 
 def _children_running() -> bool:
-    return bool(_trigger._CHILDREN)
+    return bool(_spawn._CHILDREN)
 
 
 def _reap_children() -> None:
-    _trigger.reap_children()
+    _spawn.reap_children()
 
 
 # Helpers of a parent process, kept alive in a forked child: their
