@@ -52,7 +52,8 @@ APPENDERS = 3
 # "<uuid> b" while it is parked in the memory buffer.
 APPENDER = """
 import os, random, sys, time
-from spool import Telemetry, _ids
+from spool import Telemetry
+from spool.install import _ids
 
 state_dir, ids_path, seed, endpoint = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 rng = random.Random(seed)

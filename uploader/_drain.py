@@ -4,9 +4,11 @@ Per batch: re-check consent, read up to N events / B bytes in id order, encode,
 gzip, POST, then act on the classified result. Rows are only ever deleted after
 the server answered, in one transaction, matched by id range *and* uuid; there
 is no "in flight" state, so a crash at any point leaves every unacked row
-queued (it is re-sent and the receiver deduplicates on the event id). The
-deletes themselves run on the ack thread (``_acker``); what the pass records in
-the spool's upload state is ``_upload_record``'s job.
+queued (it is re-sent and the receiver deduplicates on the event id).
+
+Around the loop: ``_batch`` reads and encodes each batch, ``_acker`` runs the
+deletes on a second thread, ``_upload_record`` writes what the pass decided
+into the spool's upload state.
 """
 
 from __future__ import annotations
