@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .._protocol import CONFIG_KEY
 from ..install import _consent
 from ..install._identity import read_install_id
 from ..store._clear import clear_state_dir, purge_state_dir
@@ -26,6 +27,7 @@ from ..store._paths import (
     secure_create,
     validate_app,
 )
+from ..store._rows import UPLOAD_KEY
 from ..store._writer import split_errors
 from ._errors import CliError
 from ._reader import read_events, read_snapshot
@@ -87,8 +89,8 @@ def status(target: Target, env: Mapping[str, str] | None = None) -> dict[str, An
     existing = _existing_dir(target)
     snap = read_snapshot(existing) if existing is not None else None
     meta = snap.meta if snap is not None else {}
-    config = _as_mapping(meta.get("config"))
-    upload = _as_mapping(meta.get("upload"))
+    config = _as_mapping(meta.get(CONFIG_KEY))
+    upload = _as_mapping(meta.get(UPLOAD_KEY))
     endpoint = env.get(f"{env_prefix(target.app)}_TELEMETRY_ENDPOINT") or config.get("endpoint")
     oldest = snap.oldest if snap is not None else None
     dropped, errors = split_errors(snap.dropped if snap is not None else {})

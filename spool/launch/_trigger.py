@@ -17,10 +17,10 @@ from pathlib import Path
 
 from .._policy import Policy
 from ..install import _serverless
+from ..store._rows import UPLOAD_KEY
 from ..store._sqlite import transaction
 from ..store._store import Spool
 from ..store._upload_state import (
-    UPLOAD_KEY,
     backoff_pending,
     format_time,
     parse_time,

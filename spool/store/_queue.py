@@ -13,7 +13,8 @@ import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 
-from ._rows import StoredEvent, WireBatch, bump_drops, bump_epoch, read_epoch
+from .._protocol import CONFIG_KEY
+from ._rows import EPOCH_KEY, UPLOAD_KEY, StoredEvent, WireBatch, bump_drops, bump_epoch, read_epoch
 from ._sqlite import transaction
 
 __all__ = ["Queue", "clear_spool"]
@@ -133,7 +134,7 @@ _WIRE_SQL = (
 # Meta rows a clear keeps: the host's settings (no data about anyone), the
 # epoch (bumped, never reset: an uploader's in-flight ack compares it) and the
 # upload schedule (a purge must not make hosts hammer an endpoint that said wait).
-_KEPT_META = ("config", "epoch", "upload")
+_KEPT_META = (CONFIG_KEY, EPOCH_KEY, UPLOAD_KEY)
 
 
 def clear_spool(conn: sqlite3.Connection) -> int:

@@ -11,7 +11,9 @@ import sqlite3
 import time
 
 __all__ = [
+    "EPOCH_KEY",
     "INSERT_SQL",
+    "UPLOAD_KEY",
     "Row",
     "StoredEvent",
     "WireBatch",
@@ -20,6 +22,10 @@ __all__ = [
     "iso_time",
     "read_epoch",
 ]
+
+# The meta rows telespool writes besides the uploader's config (spool/_protocol.py).
+UPLOAD_KEY = "upload"  # the upload schedule and last outcome (store/_upload_state.py)
+EPOCH_KEY = "epoch"  # bumped by every delete that is not an ack (store/_queue.py)
 
 INSERT_SQL = "INSERT INTO events (uuid, name, time, run_id, props, size) VALUES (?, ?, ?, ?, ?, ?)"
 

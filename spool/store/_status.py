@@ -8,8 +8,8 @@ and counted ``error.bad_row``, never raised (tests/test_never_raises.py).
 from __future__ import annotations
 
 from .._losses import ERROR_PREFIX, Losses, split_errors
+from ._rows import UPLOAD_KEY
 from ._store import Spool
-from ._upload_state import UPLOAD_KEY
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

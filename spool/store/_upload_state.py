@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ._rows import iso_time
+from ._rows import UPLOAD_KEY, iso_time
 from ._sqlite import transaction
 from ._store import Spool
 
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = [
-    "UPLOAD_KEY",
     "backoff_pending",
     "format_time",
     "parse_time",
@@ -30,7 +29,6 @@ __all__ = [
     "update_upload_state",
 ]
 
-UPLOAD_KEY = "upload"
 
 
 def format_time(epoch: float) -> str:
