@@ -39,7 +39,16 @@ SKIP_REASON = (
     f"getpatter {VERSION} (the oracle) needs Python >= 3.11; "
     f"this is {sys.version_info.major}.{sys.version_info.minor}"
 )
-MODULES = ("env", "stack", "install_id", "consent", "environment", "events", "client", "call_metrics")
+MODULES = (
+    "env",
+    "stack",
+    "install_id",
+    "consent",
+    "environment",
+    "events",
+    "client",
+    "call_metrics",
+)
 
 
 def fetch() -> Path:
@@ -51,10 +60,20 @@ def fetch() -> Path:
     if not wheel.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         cmd = [
-            sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-            "--no-deps", "--only-binary=:all:", "--require-hashes",
-            "-r", str(REQUIREMENT), "-d", str(CACHE),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--require-hashes",
+            "-r",
+            str(REQUIREMENT),
+            "-d",
+            str(CACHE),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if proc.returncode != 0 or not wheel.exists():
             raise RuntimeError(

@@ -34,19 +34,35 @@ SCHEMA = Schema.reference()
 # The envelope build_event adds around the dimensions (telespool's is its ctx_* context).
 SEED_ENVELOPE = frozenset(
     {
-        "event", "schema_version", "run_id", "install_id", "sdk", "sdk_version",
-        "os", "arch", "runtime", "runtime_version", "ci",
+        "event",
+        "schema_version",
+        "run_id",
+        "install_id",
+        "sdk",
+        "sdk_version",
+        "os",
+        "arch",
+        "runtime",
+        "runtime_version",
+        "ci",
     }
-)  # fmt: skip
+)
 
 # Each event's dimensions as its call sites in the wheel send them (read from
 # client.py, cli.py, telemetry/call_metrics.py and integrations/patter_tool.py;
 # tests/test_seed_oracle.py checks each name appears in its file). ``sample_rate``
 # is stamped by the seed's TelemetryClient on the two sampleable events.
 _INIT = (
-    "carrier", "tunnel", "invoked_by_agent", "container", "serverless", "cloud",
-    "package_manager", "days_since_install_bucket", "previous_sdk_version",
-)  # fmt: skip
+    "carrier",
+    "tunnel",
+    "invoked_by_agent",
+    "container",
+    "serverless",
+    "cloud",
+    "package_manager",
+    "days_since_install_bucket",
+    "previous_sdk_version",
+)
 CALL_SITES: dict[str, tuple[str, tuple[str, ...]]] = {
     "sdk_initialized": ("client", _INIT),
     "first_run": ("client", _INIT),
@@ -54,19 +70,31 @@ CALL_SITES: dict[str, tuple[str, tuple[str, ...]]] = {
     "feature_used": (
         "client",
         (
-            "engine", "provider", "stt_provider", "stt_model", "tts_provider",
-            "tts_model", "llm_provider", "llm_model",
+            "engine",
+            "provider",
+            "stt_provider",
+            "stt_model",
+            "tts_provider",
+            "tts_model",
+            "llm_provider",
+            "llm_model",
         ),
-    ),  # fmt: skip
+    ),
     "agent_configured": (
         "client",
         (
-            "builtin_tool_count", "custom_tool_count_bucket", "integration",
-            "integration_kind", "mcp_server_count_bucket", "noise_reduction",
-            "turn_detection", "preambles_used", "per_tool_timeouts_set",
+            "builtin_tool_count",
+            "custom_tool_count_bucket",
+            "integration",
+            "integration_kind",
+            "mcp_server_count_bucket",
+            "noise_reduction",
+            "turn_detection",
+            "preambles_used",
+            "per_tool_timeouts_set",
             "llm_fallback_configured",
         ),
-    ),  # fmt: skip
+    ),
     "config_incomplete": ("client", ("missing",)),
     "call_started": (
         "telemetry/call_metrics",
@@ -75,12 +103,26 @@ CALL_SITES: dict[str, tuple[str, tuple[str, ...]]] = {
     "call_completed": (
         "telemetry/call_metrics",
         (
-            "outcome", "direction", "call_uid", "engine", "provider", "carrier",
-            "duration_seconds", "latency_ms", "cost_usd", "turn_count_bucket",
-            "stt_latency_ms", "llm_ttft_ms", "tts_first_byte_ms", "eou_latency_ms",
-            "error_code", "error_layer", "disconnect_reason", "time_to_first_call_bucket",
+            "outcome",
+            "direction",
+            "call_uid",
+            "engine",
+            "provider",
+            "carrier",
+            "duration_seconds",
+            "latency_ms",
+            "cost_usd",
+            "turn_count_bucket",
+            "stt_latency_ms",
+            "llm_ttft_ms",
+            "tts_first_byte_ms",
+            "eou_latency_ms",
+            "error_code",
+            "error_layer",
+            "disconnect_reason",
+            "time_to_first_call_bucket",
         ),
-    ),  # fmt: skip
+    ),
 }
 SAMPLEABLE = ("call_started", "call_completed")
 
@@ -293,7 +335,9 @@ def compare(
     bad = {k for k, v in passed.items() if k in enums and _unhashable(v)}
     if bad:
         used |= {(k, "unhashable") for k in bad}
-    seed_out = seed.emit(event, {k: v for k, v in dims.items() if k not in bad and not isinstance(v, _Token)})
+    seed_out = seed.emit(
+        event, {k: v for k, v in dims.items() if k not in bad and not isinstance(v, _Token)}
+    )
     assert seed_out is not None, f"the seed lost {event} {dims!r} for another reason"
     seed_out.update({k: "other" for k in bad if k in props})
     seed_out.update({k: v.token for k, v in dims.items() if isinstance(v, _Token) and v.token})

@@ -56,37 +56,150 @@ class Count(enum.IntEnum):
 
 # Inputs every dimension gets, whatever its type: the adversarial part of the corpus.
 ADVERSARIAL: list[Any] = [
-    None, "", " ", "other", "OTHER", "none", "x" * 100, "Twilio", " twilio", "twilio\n",
-    "acme-support-bot", "+1 (555) 010-9999", "/home/alice/secret", 0, 1, -1, 2, 3, 7, 13, 10**30,
-    1.5, 0.5, -0.25, 0.12345678, 1e300, math.nan, math.inf, -math.inf, True, False,
-    [], ["twilio"], {}, {"a": 1}, b"twilio", Carrier.TWILIO, Count.THREE, object(),
-]  # fmt: skip
+    None,
+    "",
+    " ",
+    "other",
+    "OTHER",
+    "none",
+    "x" * 100,
+    "Twilio",
+    " twilio",
+    "twilio\n",
+    "acme-support-bot",
+    "+1 (555) 010-9999",
+    "/home/alice/secret",
+    0,
+    1,
+    -1,
+    2,
+    3,
+    7,
+    13,
+    10**30,
+    1.5,
+    0.5,
+    -0.25,
+    0.12345678,
+    1e300,
+    math.nan,
+    math.inf,
+    -math.inf,
+    True,
+    False,
+    [],
+    ["twilio"],
+    {},
+    {"a": 1},
+    b"twilio",
+    Carrier.TWILIO,
+    Count.THREE,
+    object(),
+]
 MODEL_NAMES = [
-    "nova-3", "nova-2-phonecall", "gpt-4o", "gpt-4o-mini-2024-07-18", "gpt-realtime-mini",
-    "claude-haiku-4-5-20251001", "claude-3-5-sonnet-20241022", "Claude_Sonnet_4_5", "sonic_2",
-    "sonic-2-20250301", "eleven_turbo_v2_5", "eleven_flash_v2_5", "gemini-2.5-flash",
-    "whisper-1", "llama-3.3-70b-versatile", "ink-whisper", "aura-2-thalia-en", "o4-mini",
-    "ft:gpt-4o:acme-corp:support:abc123", "acme/llama-3-8b", "acme-support-bot",
-    "my model", "x" * 40, "x" * 41, "a" * 39 + "-20250101", "--..", "-20250101", "20250101",
-    "-gpt-4o-", ".hidden", "gpt-4o\n", " GPT-4O ", "café-model", "gpt‐4o", "", "\t", "a",
-    "model-12345678", "model-1234567", "v1.2.3_beta", "UPPER-lower", "m" * 35,
-]  # fmt: skip
+    "nova-3",
+    "nova-2-phonecall",
+    "gpt-4o",
+    "gpt-4o-mini-2024-07-18",
+    "gpt-realtime-mini",
+    "claude-haiku-4-5-20251001",
+    "claude-3-5-sonnet-20241022",
+    "Claude_Sonnet_4_5",
+    "sonic_2",
+    "sonic-2-20250301",
+    "eleven_turbo_v2_5",
+    "eleven_flash_v2_5",
+    "gemini-2.5-flash",
+    "whisper-1",
+    "llama-3.3-70b-versatile",
+    "ink-whisper",
+    "aura-2-thalia-en",
+    "o4-mini",
+    "ft:gpt-4o:acme-corp:support:abc123",
+    "acme/llama-3-8b",
+    "acme-support-bot",
+    "my model",
+    "x" * 40,
+    "x" * 41,
+    "a" * 39 + "-20250101",
+    "--..",
+    "-20250101",
+    "20250101",
+    "-gpt-4o-",
+    ".hidden",
+    "gpt-4o\n",
+    " GPT-4O ",
+    "café-model",
+    "gpt‐4o",
+    "",
+    "\t",
+    "a",
+    "model-12345678",
+    "model-1234567",
+    "v1.2.3_beta",
+    "UPPER-lower",
+    "m" * 35,
+]
 PROVIDER_KEYS = [
-    "openai", "anthropic", "google", "cerebras", "groq", "deepgram", "elevenlabs", "cartesia",
-    "whisper", "soniox", "assemblyai", "speechmatics", "lmnt", "rime", "inworld", "telnyx",
-    "cartesia_stt", "cartesia_tts", "openai_tts", "openai_transcribe", "elevenlabs_ws",
-    "telnyx_stt", "telnyx_tts", "other", "none", "mistral", "OpenAI", "", None, 3,
-]  # fmt: skip
+    "openai",
+    "anthropic",
+    "google",
+    "cerebras",
+    "groq",
+    "deepgram",
+    "elevenlabs",
+    "cartesia",
+    "whisper",
+    "soniox",
+    "assemblyai",
+    "speechmatics",
+    "lmnt",
+    "rime",
+    "inworld",
+    "telnyx",
+    "cartesia_stt",
+    "cartesia_tts",
+    "openai_tts",
+    "openai_transcribe",
+    "elevenlabs_ws",
+    "telnyx_stt",
+    "telnyx_tts",
+    "other",
+    "none",
+    "mistral",
+    "OpenAI",
+    "",
+    None,
+    3,
+]
 VALUE_CORPUS: dict[str, list[Any]] = {
     "number": [0, 1, 42, 640, 0.04213, 0.123456789, 99.99995, 5, 0.5, 1.0, 0.001, 3600001, 10**9],
     "string": [
-        "0.6.3", "0.7.0rc1", "0.7.0.dev1", "1.0.0+local", "1.0.0-beta.1", "a" * 41, "a" * 42,
-        "-1.0", ".1", "1..2", "0.6.3\n", "ABC", "1_0",
-    ],  # fmt: skip
+        "0.6.3",
+        "0.7.0rc1",
+        "0.7.0.dev1",
+        "1.0.0+local",
+        "1.0.0-beta.1",
+        "a" * 41,
+        "a" * 42,
+        "-1.0",
+        ".1",
+        "1..2",
+        "0.6.3\n",
+        "ABC",
+        "1_0",
+    ],
     "id": [
-        "0f" * 16, uuid.uuid4().hex, uuid.uuid4().hex.upper(), "0f" * 16 + "\n", "0" * 31,
-        "0" * 33, str(uuid.uuid4()), "g" * 32, " " + "0" * 32,
-    ],  # fmt: skip
+        "0f" * 16,
+        uuid.uuid4().hex,
+        uuid.uuid4().hex.upper(),
+        "0f" * 16 + "\n",
+        "0" * 31,
+        "0" * 33,
+        str(uuid.uuid4()),
+        "g" * 32,
+        " " + "0" * 32,
+    ],
     "bool": [True, False, 0, 1, "true", "false"],
 }
 
@@ -165,9 +278,11 @@ def test_every_dimension_and_value_against_build_event(seed: Seed) -> None:
     # not a rule. Counted apart, so the figure shows the rules that differ.
     by_rule = {dim for dim, name in used if name != "unhashable"}
     same_rules = [(e, k) for e, k in PAIRS if k not in by_rule]
-    print(f"\nparity: {len(same)} of {len(PAIRS)} dimensions identical on every input; "
-          f"{len(same_rules)} of {len(PAIRS)} once the seed's crash on unhashable values is "
-          f"set aside; the rest differ only by: {sorted(set(used))}")  # fmt: skip
+    print(
+        f"\nparity: {len(same)} of {len(PAIRS)} dimensions identical on every input; "
+        f"{len(same_rules)} of {len(PAIRS)} once the seed's crash on unhashable values is "
+        f"set aside; the rest differ only by: {sorted(set(used))}"
+    )
     assert {name for _, name in used} <= set(DOCUMENTED)
     # Pinned: a new difference, or one that disappears, changes these figures on purpose.
     assert (len(same), len(same_rules)) == (8, 42), (sorted(differing), sorted(by_rule))
@@ -182,13 +297,14 @@ def test_call_site_values_need_no_difference_at_all(seed: Seed) -> None:
         values: list[Any] = list(spec.get("values", ())) + list(spec.get("labels", ()))
         if spec["type"] == "bucket":
             values += list(range(0, 40))
-        values += {
+        by_type: dict[str, list[Any]] = {
             "number": [0, 1, 17, 640, 0.0421, 0.5, 1],
             "id": [uuid.uuid4().hex],
             "bool": [True, False],
             "string": ["0.6.3", "0.7.0"],
             "model": MODEL_NAMES,
-        }.get(spec["type"], [])
+        }
+        values += by_type.get(spec["type"], [])
         if key == "sample_rate":
             values = [0.5, 0.25, 0.1, 0.01, 0.999]  # the client stamps a rate in (0, 1)
         if key.endswith("_provider") and event == "feature_used":
@@ -201,8 +317,16 @@ def test_call_site_values_need_no_difference_at_all(seed: Seed) -> None:
 _keys = st.sampled_from(sorted({d for dims in DIMS.values() for d in dims} | {"phone", "prompt"}))
 _values = st.one_of(
     st.sampled_from(ADVERSARIAL + MODEL_NAMES + PROVIDER_KEYS),
-    st.sampled_from(sorted({v for e in DIMS for s in SCHEMA.props[e].values()
-                            for v in (*s.get("values", ()), *s.get("labels", ()))})),  # fmt: skip
+    st.sampled_from(
+        sorted(
+            {
+                v
+                for e in DIMS
+                for s in SCHEMA.props[e].values()
+                for v in (*s.get("values", ()), *s.get("labels", ()))
+            }
+        )
+    ),
     st.text(max_size=50),
     st.text(alphabet="abcdef0123456789-._\n", max_size=45),
     st.integers(-(10**6), 10**12),
@@ -257,7 +381,7 @@ def test_vendor_list_and_aliases_are_the_seeds(seed: Seed) -> None:
 
 
 def test_strict_mode_is_an_intended_difference(seed: Seed) -> None:
-    """The known-models rule (opt-in, docs/privacy.md) refuses the custom names the seed lets through."""
+    """The known-models rule (opt-in, docs/privacy.md) refuses names the seed lets through."""
     import json
 
     from spool import Schema
@@ -267,11 +391,13 @@ def test_strict_mode_is_an_intended_difference(seed: Seed) -> None:
     strict = Schema(doc)
     token = seed.m["stack"].model_token("openai", "acme-support-bot")
     assert token == "openai-acme-support-bot"
-    out = strict.sanitize("feature_used", {"llm_provider": "openai", "llm_model": "acme-support-bot"},
-                          lambda r: None)  # fmt: skip
+    out = strict.sanitize(
+        "feature_used", {"llm_provider": "openai", "llm_model": "acme-support-bot"}, lambda r: None
+    )
     assert out == {"llm_provider": "openai", "llm_model": "openai-other"}
-    out = strict.sanitize("feature_used", {"llm_provider": "openai", "llm_model": "gpt-4o"},
-                          lambda r: None)  # fmt: skip
+    out = strict.sanitize(
+        "feature_used", {"llm_provider": "openai", "llm_model": "gpt-4o"}, lambda r: None
+    )
     assert out is not None and out["llm_model"] == "openai-gpt-4o"
 
 
