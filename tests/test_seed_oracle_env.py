@@ -518,3 +518,9 @@ def test_a_rate_of_one_or_an_invalid_rate_samples_nothing_and_stamps_nothing(
         stored = _stored(state_dir)
         assert all("sample_rate" not in p for _, p in stored)
         assert len([n for n, _ in stored if n != "first_run"]) == len(SEQUENCE) + 1
+
+
+def test_these_intended_differences_are_in_migrating_md() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "migrating.md").read_text("utf-8")
+    for name in ("more_ci_and_test_markers", "legacy_markers_everywhere", "cgroup_not_utf8"):
+        assert f"`{name}`" in text, name
