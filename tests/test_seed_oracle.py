@@ -288,30 +288,55 @@ def test_every_dimension_and_value_against_build_event(seed: Seed) -> None:
     assert (len(same), len(same_rules)) == (8, 42), (sorted(differing), sorted(by_rule))
 
 
+def _call_site_values(event: str, key: str) -> list[Any]:
+    """What the seed's call sites really send for one dimension."""
+    spec = SCHEMA.props[event][key]
+    values: list[Any] = list(spec.get("values", ())) + list(spec.get("labels", ()))
+    if spec["type"] == "bucket":
+        values += list(range(0, 40))
+    by_type: dict[str, list[Any]] = {
+        "number": [0, 1, 17, 640, 0.0421, 0.5, 1],
+        "id": [uuid.uuid4().hex],
+        "bool": [True, False],
+        "string": ["0.6.3", "0.7.0"],
+        "model": MODEL_NAMES,
+    }
+    values += by_type.get(spec["type"], [])
+    if key == "sample_rate":
+        values = [0.5, 0.25, 0.1, 0.01, 0.999]  # the client stamps a rate in (0, 1)
+    if key.endswith("_provider") and event == "feature_used":
+        values.remove("none")  # vendor_of() never returns it
+    return values
+
+
 def test_call_site_values_need_no_difference_at_all(seed: Seed) -> None:
     """What the seed's call sites really send (every listed value, counts, rates,
     rounded costs, real model names) comes out of telespool unchanged from the seed."""
     used: Counter[tuple[str, str]] = Counter()
     for event, key in PAIRS:
-        spec = SCHEMA.props[event][key]
-        values: list[Any] = list(spec.get("values", ())) + list(spec.get("labels", ()))
-        if spec["type"] == "bucket":
-            values += list(range(0, 40))
-        by_type: dict[str, list[Any]] = {
-            "number": [0, 1, 17, 640, 0.0421, 0.5, 1],
-            "id": [uuid.uuid4().hex],
-            "bool": [True, False],
-            "string": ["0.6.3", "0.7.0"],
-            "model": MODEL_NAMES,
-        }
-        values += by_type.get(spec["type"], [])
-        if key == "sample_rate":
-            values = [0.5, 0.25, 0.1, 0.01, 0.999]  # the client stamps a rate in (0, 1)
-        if key.endswith("_provider") and event == "feature_used":
-            values.remove("none")  # vendor_of() never returns it
-        for value in values:
+        for value in _call_site_values(event, key):
             _check(seed, event, {key: value}, used)
     assert not used, sorted(used)
+
+
+def test_the_v5_reference_schema_matched_the_seed_on_only_12_dimensions(seed: Seed) -> None:
+    """The same call-site check against v5 (written from prose): the figure this work moved."""
+    import json
+
+    from tests.format_fixture import FIXTURE as V5
+    from tests.seed_parity import canon
+
+    same = 0
+    for event, key in PAIRS:
+        if key not in V5.props.get(event, {}):
+            continue
+        ok = True
+        for value in _call_site_values(event, key):
+            text = V5.sanitize_json(event, {key: value}, lambda reason: None)
+            got = canon(json.loads(text)) if text is not None else None
+            ok = ok and got == canon(seed.emit(event, {key: value}))
+        same += ok
+    assert same == 12
 
 
 _keys = st.sampled_from(sorted({d for dims in DIMS.values() for d in dims} | {"phone", "prompt"}))
