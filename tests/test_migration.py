@@ -143,3 +143,30 @@ def test_the_old_clients_files_are_only_read(seed: dict[str, Any], tmp_path: Pat
         ).close()
     after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in old.iterdir()}
     assert after == before
+
+
+def test_the_state_dir_override_is_shared_with_the_old_client_without_collisions(
+    seed: dict[str, Any], tmp_path: Path
+) -> None:
+    shared = tmp_path / "patter-state"
+    with seed_env(tmp_path, PATTER_TELEMETRY_STATE_DIR=str(shared)) as env:
+        _old_client_ran(seed)
+        old_files = {p.name: p.read_bytes() for p in shared.iterdir()}
+        t = Telemetry("getpatter", "0.7.0", env_prefix="PATTER", legacy=Legacy.getpatter(env))
+        t.track("cli_command", cli_command="eval")
+        t.close()
+    assert t.state_dir == shared  # {PREFIX}_TELEMETRY_STATE_DIR, used literally
+    assert (shared / "spool.db").exists() and (shared / "install.json").exists()
+    assert {p: (shared / p).read_bytes() for p in old_files} == old_files
+
+
+def test_the_env_prefix_is_separate_from_the_app_name(tmp_path: Path) -> None:
+    for var, enabled in (
+        ("PATTER_TELEMETRY_DISABLED", False),
+        ("GETPATTER_TELEMETRY_DISABLED", True),
+    ):
+        with seed_env(tmp_path, **{var: "1"}):
+            t = Telemetry("getpatter", "0.7.0", env_prefix="PATTER", state_dir=tmp_path / var)
+            status = t.status()
+            t.close()
+        assert status["enabled"] is enabled, var
