@@ -247,8 +247,8 @@ BACKOFFS: list[float] = []
 
 def delivered_after(kind: str, scenario: str, ep: Endpoints, tmp: Path, i: int) -> int:
     """call_completed events that reached the endpoint, of the EVENTS recorded."""
-    tag = f"/{scenario}/{kind[:4]}/{i}"
-    state = tmp / f"deliver-{scenario}-{kind[:4]}-{i}"
+    tag = f"/{scenario.replace(' ', '-')}/{kind[:4]}/{i}"  # a URL path: no spaces
+    state = tmp / f"deliver-{scenario.replace(' ', '-')}-{kind[:4]}-{i}"
     env = host_env(state)
     up = ep.url("up", tag)
     if scenario == "online":
