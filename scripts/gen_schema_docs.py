@@ -31,11 +31,14 @@ _CONTEXT_DOC = {
 }
 
 
-def _allowed(spec: dict[str, Any]) -> str:
+def _allowed(spec: dict[str, Any], doc: dict[str, Any]) -> str:
     kind = spec["type"]
     if kind == "enum":
         values = list(spec["values"]) + ([] if "other" in spec["values"] else ["other"])
-        return ", ".join(f"`{v}`" for v in values)
+        text = ", ".join(f"`{v}`" for v in values)
+        if spec.get("aliases"):
+            text += "; aliases " + ", ".join(f"`{a}` -> `{v}`" for a, v in spec["aliases"].items())
+        return text
     if kind == "bool":
         return "`true`, `false`"
     if kind in ("int", "count"):
@@ -43,13 +46,24 @@ def _allowed(spec: dict[str, Any]) -> str:
     if kind == "float":
         return f"{spec['min']} to {spec['max']} (clamped), {spec.get('digits', 2)} decimals"
     if kind == "bucket":
-        return ", ".join(f"`{label}`" for label in spec["labels"]) + f" (edges {spec['edges']})"
+        labels = list(spec["labels"]) + (["other"] if spec.get("invalid") == "other" else [])
+        return ", ".join(f"`{label}`" for label in labels) + f" (a number: edges {spec['edges']})"
+    if kind == "number":
+        digits = f", a float rounded to {spec['digits']} places" if "digits" in spec else ""
+        return f"a number {spec['min']} to {spec['max']} (clamped){digits}; else removed"
+    if kind == "string":
+        return f"text matching `{spec['pattern']}` in full; else removed, never coerced"
+    if kind == "id":
+        shape = {"hex32": "32 lowercase hex digits", "uuid": "a lowercase UUID"}[spec["shape"]]
+        return f"{shape}; else removed, never coerced"
     if kind == "version":
         extra = ", ".join(f"`{v}`" for v in spec.get("values", []))
         return "a plain version, " + (f"{extra} or " if extra else "") + "`other`"
     if kind == "model":
+        if doc.get("model_tokens", {}).get("rule") == "seed":
+            return "`vendor-token` by the seed's rule (see Model tokens), or `vendor-other`"
         return "`vendor-model` for a known model, `vendor-other`, or `other`"
-    return "?"
+    raise ValueError(f"no documentation for property type {kind!r}")
 
 
 def _cell(text: str) -> str:
@@ -100,7 +114,7 @@ def render(schema: Schema) -> str:
         for prop, spec in props.items():
             auto = f"`{spec['auto']}` probe" if "auto" in spec else "host"
             lines.append(
-                f"| `{prop}` | {spec['type']} | {_cell(_allowed(spec))} | {auto} "
+                f"| `{prop}` | {spec['type']} | {_cell(_allowed(spec, doc))} | {auto} "
                 f"| {_cell(spec.get('description', ''))} |"
             )
         lines.append("")
@@ -117,13 +131,53 @@ def render(schema: Schema) -> str:
             pairs = ", ".join(f"`{var}` -> `{value}`" for var, value in rules)
             lines.append(f"| `{probe}` | {pairs} |")
         lines.append("")
+    tokens = doc.get("model_tokens", {})
+    if tokens.get("rule") == "seed":
+        vendors = ", ".join(f"`{v}`" for v in tokens["vendors"])
+        lines += [
+            "## Model tokens",
+            "",
+            "This schema uses the seed's rule (getpatter 0.7.0's `stack.model_token`): the",
+            "name is lower-cased, `_` becomes `-` and a trailing `-YYYYMMDD` is stripped;",
+            "a name with a character outside `[a-z0-9._-]` or over 40 characters becomes",
+            "`vendor-other`. The vendor is the layer's provider after its aliases, or",
+            f"`other` if it is not one of {vendors}. A token that does not match",
+            f"`{tokens.get('token_pattern', '')}` is removed. The rule lets a short custom",
+            "name through (`acme-support-bot` -> `openai-acme-support-bot`); the strict",
+            'known-models mode (`"model_tokens": {"rule": "known"}`, the patterns below)',
+            "does not, and is what [privacy.md](privacy.md) recommends for your own schema.",
+            "",
+        ]
+    sampling = doc.get("sampling", {})
+    if sampling.get("events"):
+        lines += [
+            "## Sampling",
+            "",
+            "With `{PREFIX}_TELEMETRY_SAMPLE` below 1, a run keeps or drops these events",
+            "together (decided from the run id, as getpatter decides); an event matching",
+            f"*always kept* is never dropped. Kept events carry `{sampling.get('rate_prop')}`;",
+            "dropped ones are counted `sampled`.",
+            "",
+            "| event | always kept |",
+            "|---|---|",
+        ]
+        for event, rule in sampling["events"].items():
+            keep = rule.get("always_keep", {})
+            when = [
+                f"`{p}` passed" if w == "present" else f"`{p}` in " + ", ".join(f"`{v}`" for v in w)
+                for p, w in keep.items()
+            ]
+            lines.append(f"| `{event}` | {' or '.join(when) or 'never'} |")
+        lines.append("")
     if doc.get("models"):
+        strict = tokens.get("rule", "known") == "known"
         lines += [
             "## Known models",
             "",
-            "A model name is lower-cased and matched in full against its vendor's patterns;",
-            "a match is stored as `vendor-model`, anything else as `vendor-other`, and an",
-            "unknown vendor as `other`.",
+            ("" if strict else "In the strict known-models mode (not this schema's rule), ")
+            + "a model name is lower-cased and matched in full against its vendor's",
+            "patterns; a match is stored as `vendor-model`, anything else as",
+            "`vendor-other`, and an unknown vendor as `other`.",
             "",
             "| vendor | patterns |",
             "|---|---|",
@@ -131,7 +185,42 @@ def render(schema: Schema) -> str:
         for vendor, patterns in doc["models"].items():
             lines.append(f"| `{vendor}` | " + "<br>".join(f"`{_cell(p)}`" for p in patterns) + " |")
         lines.append("")
+    if schema.name == "voice-agent-sdk":
+        lines += HISTORY
     return "\n".join(lines)
+
+
+# The reference schema's versions (getpatter's SCHEMA_VERSION, read from its wheels).
+HISTORY = [
+    "## History",
+    "",
+    "- **v5, the first telespool reference (the PR).** Written from a prose description",
+    "  of the SDK, not from its code. It had 7 events (no `config_incomplete`); the",
+    "  `cli_command` event's key was `command`; counts were raw (`custom_tool_count`,",
+    "  no MCP count), `noise_reduction` a bool; and its value lists were guesses",
+    "  (carriers `vonage`, `sip`, `webrtc`; tunnels `ngrok`, `cloudflared`; day buckets",
+    "  `2-7`, `31-90`; agents `claude_code`, `codex`, `devin`). Measured against",
+    "  getpatter 0.7.0, 8 of its event dimensions behaved the same. The real getpatter",
+    "  v5 (0.6.6, 0.6.7) already had nearly all of the closed sets v8 keeps.",
+    "- **v6.** No getpatter release carries it (0.6.7 reports 5, 0.6.8 reports 7).",
+    "- **v7 (getpatter 0.6.8).** `call_uid` on `call_started` and `call_completed`: a",
+    "  random per-call id, 32 lowercase hex digits, removed (never coerced) when off",
+    "  shape. `cli_command` gained `hermes` and `openclaw`. Numeric dimensions must be",
+    "  numbers (a string under `latency_ms` is removed).",
+    "- **v8 (getpatter 0.7.0), this schema.** The `config_incomplete` event with",
+    "  `missing`; on `call_completed`, `error_layer`, `disconnect_reason` and the",
+    "  per-stage latencies `stt_latency_ms`, `llm_ttft_ms`, `tts_first_byte_ms`,",
+    "  `eou_latency_ms`; `time_to_first_call_bucket` on both call events; `sample_rate`",
+    "  and client-side sampling of the two call events. telespool's schema file format",
+    "  grew the types this needs: `number`, `string` with a `pattern`, `id`, enum",
+    "  `aliases`, bucket `invalid`, `model_tokens` and `sampling`",
+    "  ([schema-format.md](schema-format.md)).",
+    "",
+    "tests/test_seed_oracle.py checks this schema against getpatter 0.7.0's own",
+    "`telemetry` modules; [migrating.md](migrating.md) lists where telespool",
+    "intentionally differs.",
+    "",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hosts import CONSENT_VARS
+from tests.hosts import CONSENT_VARS, is_test_marker
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -22,7 +22,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for var in list(os.environ):
         # A developer's own proxy settings must not route the tests' loopback traffic.
         proxy_var = var.lower() in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-        if var in CONSENT_VARS or "_TELEMETRY_" in var or proxy_var:
+        marker = is_test_marker(var, os.environ[var])  # NODE_ENV=test, {PREFIX}_ENV=test
+        if var in CONSENT_VARS or "_TELEMETRY_" in var or proxy_var or marker:
             monkeypatch.delenv(var, raising=False)
     # The documented override: keep telemetry on under CI and pytest.
     monkeypatch.setenv("DEMO_TELEMETRY_ALLOW_CI", "1")

@@ -20,10 +20,21 @@ CONSENT_VARS = frozenset({"DO_NOT_TRACK", "CI", *(var for var, _ in _consent._CI
 HOST_CLEARED_VARS = CONSENT_VARS | frozenset(_consent._TEST_VARS)
 
 
+def is_test_marker(var: str, value: str) -> bool:
+    """True for the seed's ``NODE_ENV=test`` / ``{PREFIX}_ENV=test`` markers, for any prefix.
+
+    A JavaScript developer's shell often has NODE_ENV=test; telespool (as getpatter)
+    turns itself off under it, so the tests' environments must never inherit it.
+    """
+    return var == "NODE_ENV" or (var.endswith("_ENV") and value.strip().lower() == "test")
+
+
 def host_env(**extra: str) -> dict[str, str]:
     """os.environ without consent-changing variables, plus the CI override for app 'demo'."""
     env = {
-        k: v for k, v in os.environ.items() if k not in HOST_CLEARED_VARS and "_TELEMETRY_" not in k
+        k: v
+        for k, v in os.environ.items()
+        if k not in HOST_CLEARED_VARS and "_TELEMETRY_" not in k and not is_test_marker(k, v)
     }
     env["DEMO_TELEMETRY_ALLOW_CI"] = "1"
     env["PYTHONPATH"] = str(ROOT)

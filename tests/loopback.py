@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tests.hosts import CONSENT_VARS
+from tests.hosts import CONSENT_VARS, is_test_marker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,7 +94,10 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in CONSENT_VARS and "_TELEMETRY_" not in k and not k.startswith("PYTEST_")
+        if k not in CONSENT_VARS
+        and "_TELEMETRY_" not in k
+        and not k.startswith("PYTEST_")
+        and not is_test_marker(k, v)
     }
     env["HOME"] = str(home)
     env["XDG_STATE_HOME"] = str(home / ".local" / "state")
