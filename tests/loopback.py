@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.hosts import CONSENT_VARS
+from tests.servers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,6 +34,7 @@ class Listener:
         self.port = int(self._sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}/v1/events"
         self.connections = 0
+        self._peers: set[tuple[str, int]] = set()
         self.events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -42,12 +44,27 @@ class Listener:
     def _serve(self) -> None:
         while not self._stop.is_set():
             try:
-                conn, _ = self._sock.accept()
+                conn, peer = self._sock.accept()
             except OSError:
                 continue
             with self._lock:
                 self.connections += 1
+                self._peers.add(peer)
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def settled_connections(self) -> int:
+        """Connections accepted from others, counted only once the backlog is drained.
+
+        A handshake instead of a sleep: the kernel queues completed connections
+        in FIFO order, so once our own sentinel connection has been accepted,
+        every connection made before it (by a process that has already exited,
+        say) has been accepted and counted too.
+        """
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as probe:
+            me = probe.getsockname()
+            wait_for(lambda: me in self._peers)
+        with self._lock:
+            return self.connections - 1
 
     def _handle(self, conn: socket.socket) -> None:
         conn.settimeout(10)
