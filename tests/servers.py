@@ -31,8 +31,10 @@ from typing import Any, Callable
 __all__ = [
     "REPO",
     "Blackhole",
+    "Gate",
     "Reply",
     "ScriptedServer",
+    "Uploader",
     "child_env",
     "collector",
     "drops",
@@ -43,6 +45,7 @@ __all__ = [
     "refused_port",
     "run_uploader",
     "set_endpoint",
+    "start_uploader",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,11 +68,45 @@ def fixed(status: int, **headers: str) -> Script:
     return lambda envelope: Reply(status, dict(headers))
 
 
-class ScriptedServer:
-    """A threaded HTTP server on loopback; records every envelope it decoded."""
+class Gate:
+    """Holds one request's reply until the test releases it: a handshake, not a pause.
 
-    def __init__(self, script: Script, tls: ssl.SSLContext | None = None) -> None:
+    ``arrived`` is set once the request is read (so its sender is mid-pass and
+    holds the upload lock); the reply waits for ``release()``. Give the client a
+    read timeout longer than the test needs (``read_timeout_s``): the hold is
+    bounded by that, never by a guess at how long another process takes to start.
+    """
+
+    def __init__(self, request_number: int = 1) -> None:
+        self.request_number = request_number
+        self.arrived = threading.Event()
+        self._released = threading.Event()
+
+    def wait_arrived(self, timeout: float = 60.0) -> None:
+        # The timeout is a hang guard only.
+        assert self.arrived.wait(timeout), "the held request never arrived"
+
+    def release(self) -> None:
+        self._released.set()
+
+    def _hold(self) -> None:
+        self.arrived.set()
+        self._released.wait(120)  # hang guard: a test that forgets to release still ends
+
+
+class ScriptedServer:
+    """A threaded HTTP server on loopback; records every envelope it decoded.
+
+    Ready protocol: the socket is bound and listening when the constructor
+    returns, so a client started after ``__enter__`` can always connect (the
+    kernel queues it until the serving thread accepts). ``__exit__`` stops it.
+    """
+
+    def __init__(
+        self, script: Script, tls: ssl.SSLContext | None = None, gate: Gate | None = None
+    ) -> None:
         self.script = script
+        self.gate = gate
         self.requests = 0
         self.envelopes: list[dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -81,6 +118,7 @@ class ScriptedServer:
             def do_POST(self) -> None:
                 with outer.lock:
                     outer.requests += 1
+                    number = outer.requests
                 length = int(self.headers.get("Content-Length", "0"))
                 if outer._wants_reset():
                     self.rfile.read(min(length, 100))
@@ -93,6 +131,8 @@ class ScriptedServer:
                     return
                 raw = self.rfile.read(length)
                 envelope = json.loads(gzip.decompress(raw))
+                if outer.gate is not None and outer.gate.request_number == number:
+                    outer.gate._hold()
                 reply = outer.script(envelope)
                 if 200 <= reply.status < 300:
                     with outer.lock:
@@ -322,17 +362,58 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+class Uploader:
+    """A running ``python -m uploader --progress`` process (see ``start_uploader``)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+
+    def done(self, timeout: float = 60) -> dict[str, Any]:
+        """Wait for the process to end; its last progress line, which must be ``done``."""
+        out, err = self.proc.communicate(timeout=timeout)
+        lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+        assert lines and lines[-1]["type"] == "done", (out, err)
+        return dict(lines[-1])
+
+    def kill(self) -> int:
+        """SIGKILL it (if it still runs) and reap it; its return code."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate(timeout=30)
+        return self.proc.returncode
+
+    def __enter__(self) -> Uploader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # A failing test must not leave an uploader behind (one may be paused for minutes).
+        if self.proc.poll() is None:
+            self.kill()
+
+
+def start_uploader(
+    state_dir: Path, *args: str, env: dict[str, str] | None = None, progress: bool = True
+) -> Uploader:
+    """Start the real uploader child on ``state_dir``; the one way tests run it.
+
+    ``env`` defaults to ``child_env()``. ``progress`` adds ``--progress`` so
+    ``done()`` can read the result line.
+    """
+    argv = [sys.executable, "-m", "uploader", "--state-dir", str(state_dir)]
+    argv += ["--progress", *args] if progress else list(args)
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env if env is not None else child_env(),
+    )
+    return Uploader(proc)
+
+
 def run_uploader(
     state_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> dict[str, Any]:
     """Run ``python -m uploader --progress`` to completion; returns its done line."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "uploader", "--state-dir", str(state_dir), "--progress", *args],
-        capture_output=True,
-        text=True,
-        env=env or child_env(),
-        timeout=timeout,
-    )
-    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    assert lines and lines[-1]["type"] == "done", (proc.stdout, proc.stderr)
-    return dict(lines[-1])
+    with start_uploader(state_dir, *args, env=env) as uploader:
+        return uploader.done(timeout)
