@@ -392,19 +392,25 @@ class Uploader:
 
 
 def start_uploader(
-    state_dir: Path, *args: str, env: dict[str, str] | None = None, progress: bool = True
+    state_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    progress: bool = True,
+    capture: bool = True,
 ) -> Uploader:
     """Start the real uploader child on ``state_dir``; the one way tests run it.
 
     ``env`` defaults to ``child_env()``. ``progress`` adds ``--progress`` so
-    ``done()`` can read the result line.
+    ``done()`` can read the result line. ``capture=False`` sends its output to
+    /dev/null, for a caller that never reads it (a full pipe would stall the child).
     """
     argv = [sys.executable, "-m", "uploader", "--state-dir", str(state_dir)]
     argv += ["--progress", *args] if progress else list(args)
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
     proc = subprocess.Popen(
         argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=out,
+        stderr=out,
         text=True,
         env=env if env is not None else child_env(),
     )

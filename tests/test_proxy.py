@@ -35,6 +35,7 @@ from tests.servers import (
     queued,
     refused_port,
     run_uploader,
+    start_uploader,
 )
 from uploader import drain
 from uploader._proxy import DIRECT, ProxyConfigError, bypasses, choose_proxy
@@ -156,11 +157,9 @@ def test_proxy_credentials_authenticate_and_never_reach_the_spool_logs_or_status
             fill(state_dir, 10, endpoint, **FAST)
             # A wrong password first: refused by the proxy (407), counted, retried later.
             wrong = _env(HTTPS_PROXY=proxy.url(f"{USER}:{SECRET}-wrong"), SSL_CERT_FILE=ca_file)
-            bad = subprocess.run(
-                [sys.executable, "-m", "uploader", "--state-dir", str(state_dir), "--progress"],
-                env=wrong, capture_output=True, text=True, timeout=60,
-            )  # fmt: skip
-            assert json.loads(bad.stdout.splitlines()[-1])["outcome"] == "backoff"
+            with start_uploader(state_dir, env=wrong) as bad:
+                out, err = bad.proc.communicate(timeout=60)
+            assert json.loads(out.splitlines()[-1])["outcome"] == "backoff"
             assert meta(state_dir, "upload")["last_error"] == "proxy"
             # The percent-encoded form is what a URL carries.
             good = _env(HTTPS_PROXY=proxy.url(f"{USER}:{SECRET.replace('-', '%2D')}"))
@@ -170,7 +169,7 @@ def test_proxy_credentials_authenticate_and_never_reach_the_spool_logs_or_status
         t = Telemetry("demo", "1.0.0", state_dir=state_dir, endpoint=endpoint, allow_in_ci=True)
         status = json.dumps(t.status())
         t.close()
-    leaked = [bad.stdout, bad.stderr, status, json.dumps(meta(state_dir, "upload"))]
+    leaked = [out, err, status, json.dumps(meta(state_dir, "upload"))]
     leaked += [p.read_bytes().decode("latin-1") for p in state_dir.iterdir() if p.is_file()]
     assert not [text for text in leaked if SECRET in text or "%2D" in text.replace("%2d", "%2D")]
 

@@ -24,8 +24,8 @@ from tests.servers import (
     wait_for,
 )
 from uploader import drain
-from uploader._lock import try_lock
 from uploader._drain import PAUSE_AFTER_POST_ENV
+from uploader._lock import try_lock
 
 FAST = {"connect_timeout_s": 2.0, "read_timeout_s": 2.0}
 
