@@ -32,6 +32,7 @@ __all__ = [
     "REPO",
     "Blackhole",
     "Gate",
+    "Received",
     "Reply",
     "ScriptedServer",
     "Uploader",
@@ -61,6 +62,17 @@ class Reply:
 
 
 Script = Callable[[dict[str, Any]], Reply]
+# A relay answers from the raw request (body, headers) instead: a recording proxy.
+Relay = Callable[[bytes, dict[str, str]], tuple[int, bytes]]
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request as it arrived, before any decoding."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
 
 
 def fixed(status: int, **headers: str) -> Script:
@@ -103,11 +115,19 @@ class ScriptedServer:
     """
 
     def __init__(
-        self, script: Script, tls: ssl.SSLContext | None = None, gate: Gate | None = None
+        self,
+        script: Script = lambda envelope: Reply(),
+        tls: ssl.SSLContext | None = None,
+        gate: Gate | None = None,
+        path: str = "/v1/events",
+        relay: Relay | None = None,
     ) -> None:
         self.script = script
         self.gate = gate
+        self.relay = relay
         self.requests = 0
+        # Every request's raw bytes (any encoding: json, otlp, otlp-proto).
+        self.received: list[Received] = []
         self.envelopes: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         outer = self
@@ -130,9 +150,19 @@ class ScriptedServer:
                     self.close_connection = True
                     return
                 raw = self.rfile.read(length)
-                envelope = json.loads(gzip.decompress(raw))
+                headers = dict(self.headers.items())
+                with outer.lock:
+                    outer.received.append(Received(self.path, headers, raw))
                 if outer.gate is not None and outer.gate.request_number == number:
                     outer.gate._hold()
+                if outer.relay is not None:
+                    status, data = outer.relay(raw, headers)
+                    self.send_response(status)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                envelope = json.loads(gzip.decompress(raw))
                 reply = outer.script(envelope)
                 if 200 <= reply.status < 300:
                     with outer.lock:
@@ -164,7 +194,7 @@ class ScriptedServer:
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         scheme = "https" if tls is not None else "http"
-        self.url = f"{scheme}://127.0.0.1:{self.port}/v1/events"
+        self.url = f"{scheme}://127.0.0.1:{self.port}{path}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         # This many next requests get their connection reset in the middle of the body.
         self.reset_next = 0
@@ -262,6 +292,9 @@ def collector(db: Path, *extra: str) -> Iterator[Collector]:
             handle.final_output = out
 
 
+_CONTENT_HEADERS = ("content-type", "content-encoding")
+
+
 @dataclass
 class Collector:
     base: str
@@ -275,6 +308,12 @@ class Collector:
     def stats(self) -> dict[str, Any]:
         with urllib.request.urlopen(self.base + "/stats", timeout=10) as resp:
             return dict(json.loads(resp.read()))
+
+    def relay(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """A ScriptedServer relay: forward the body (and its content headers) here."""
+        keep = {k: v for k, v in headers.items() if k.lower() in _CONTENT_HEADERS}
+        status, reply = self.post(body, keep)
+        return status, json.dumps(reply).encode()
 
     def post(
         self, body: bytes, headers: dict[str, str], path: str = "/v1/events"
