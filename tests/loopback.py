@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tests.hosts import CONSENT_VARS
+from tests.hosts import build_env
 from tests.servers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,20 +104,9 @@ class Listener:
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
-    """os.environ minus everything that changes consent, with HOME inside the test.
-
-    No CI override: each test adds exactly the variables it is about.
-    """
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in CONSENT_VARS and "_TELEMETRY_" not in k and not k.startswith("PYTEST_")
-    }
-    env["HOME"] = str(home)
-    env["XDG_STATE_HOME"] = str(home / ".local" / "state")
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(extra)
-    return env
+    """``build_env`` with HOME inside the test and no CI override (the consent
+    and CLI tests add exactly the variables they are about)."""
+    return build_env(extra, home, allow_ci=False)
 
 
 def run(args: list[str], env: dict[str, str], **kw: Any) -> subprocess.CompletedProcess[str]:

@@ -28,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
+from tests.hosts import host_env
+
 __all__ = [
     "REPO",
     "Blackhole",
@@ -36,7 +38,6 @@ __all__ = [
     "Reply",
     "ScriptedServer",
     "Uploader",
-    "child_env",
     "collector",
     "drops",
     "fill",
@@ -394,13 +395,6 @@ def drops(state_dir: Path) -> dict[str, int]:
         s.close()
 
 
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "CI" and "_TELEMETRY_" not in k}
-    env["DEMO_TELEMETRY_ALLOW_CI"] = "1"
-    env.update(extra)
-    return env
-
-
 class Uploader:
     """A running ``python -m uploader --progress`` process (see ``start_uploader``)."""
 
@@ -439,7 +433,7 @@ def start_uploader(
 ) -> Uploader:
     """Start the real uploader child on ``state_dir``; the one way tests run it.
 
-    ``env`` defaults to ``child_env()``. ``progress`` adds ``--progress`` so
+    ``env`` defaults to ``host_env()``. ``progress`` adds ``--progress`` so
     ``done()`` can read the result line. ``capture=False`` sends its output to
     /dev/null, for a caller that never reads it (a full pipe would stall the child).
     """
@@ -451,7 +445,7 @@ def start_uploader(
         stdout=out,
         stderr=out,
         text=True,
-        env=env if env is not None else child_env(),
+        env=env if env is not None else host_env(),
     )
     return Uploader(proc)
 

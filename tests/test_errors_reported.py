@@ -7,8 +7,8 @@ import signal
 from pathlib import Path
 
 from spool import Telemetry
+from tests.hosts import host_env
 from tests.servers import (
-    child_env,
     collector,
     queued,
     refused_port,
@@ -67,7 +67,7 @@ def test_a_replayed_batch_does_not_count_its_drop_report_twice(tmp_path: Path) -
         set_endpoint(state, c.url)
         # The pause only has to outlast the test's reaction: the victim is SIGKILLed
         # as soon as the collector has stored its first batch.
-        env = child_env(TELESPOOL_TEST_PAUSE_AFTER_POST="600")
+        env = host_env(TELESPOOL_TEST_PAUSE_AFTER_POST="600")
         with start_uploader(state, "--force", env=env) as victim:
             wait_for(lambda: c.stats()["events"] > 0)
             assert victim.kill() == -signal.SIGKILL

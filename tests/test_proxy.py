@@ -24,11 +24,11 @@ import trustme
 
 from spool import Telemetry
 from spool._errors import ConfigError
+from tests.hosts import host_env
 from tests.proxy_plugin import PROXY_ONLY_HOST
 from tests.servers import (
     REPO,
     ScriptedServer,
-    child_env,
     fill,
     fixed,
     meta,
@@ -118,7 +118,7 @@ def proxy_only_endpoint(ca: trustme.CA) -> Iterator[tuple[ScriptedServer, str]]:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in child_env().items() if "proxy" not in k.lower()}
+    env = {k: v for k, v in host_env().items() if "proxy" not in k.lower()}
     env.pop("SSL_CERT_DIR", None)
     env.update(extra)
     return env

@@ -42,7 +42,7 @@ from spool._policy import Policy
 from spool.store._store import Spool
 from spool.store._upload_state import format_time, update_upload_state
 from tests.hosts import host_env
-from tests.servers import child_env, collector, queued, run_uploader, start_uploader
+from tests.servers import collector, queued, run_uploader, start_uploader
 from uploader._drain import PAUSE_AFTER_POST_ENV
 
 TORTURE_S = 20.0
@@ -183,7 +183,7 @@ def test_random_sigkills_lose_nothing_and_duplicate_nothing(
             if rng.random() < 0.3:
                 # Widen the gap between "server accepted" and "rows deleted".
                 extra[PAUSE_AFTER_POST_ENV] = f"{rng.uniform(0.05, 0.5):.3f}"
-            env = child_env(**extra)
+            env = host_env(**extra)
             args = ("--force", "--budget", "3")
             return start_uploader(state_dir, *args, env=env, progress=False, capture=False).proc
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import trustme
 
+from tests.hosts import host_env
 from tests.servers import (
     Gate,
     ScriptedServer,
-    child_env,
     collector,
     fill,
     fixed,
@@ -62,7 +62,7 @@ def test_sigkill_after_the_server_accepted_is_resent_and_stored_once(
     with collector(tmp_path / "c.db") as c:
         fill(state_dir, 1000, c.url, batch_events=100)
         with start_uploader(
-            state_dir, env=child_env(**{PAUSE_AFTER_POST_ENV: KILL_WINDOW_S})
+            state_dir, env=host_env(**{PAUSE_AFTER_POST_ENV: KILL_WINDOW_S})
         ) as victim:
             wait_for(lambda: c.stats()["events"] == 100)  # accepted, not yet deleted
             assert victim.kill() == -signal.SIGKILL
@@ -93,7 +93,7 @@ def test_opting_out_while_draining_stops_and_purges(state_dir: Path) -> None:
 def test_env_kill_switch_in_the_uploader_purges_without_sending(state_dir: Path) -> None:
     with ScriptedServer(fixed(200)) as server:
         fill(state_dir, 10, server.url)
-        done = run_uploader(state_dir, env=child_env(DO_NOT_TRACK="1"))
+        done = run_uploader(state_dir, env=host_env(DO_NOT_TRACK="1"))
     assert done["outcome"] == "opted_out"
     assert server.requests == 0
     assert not (state_dir / "spool.db").exists()
