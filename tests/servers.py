@@ -107,6 +107,21 @@ class Gate:
         self._released.wait(120)  # hang guard: a test that forgets to release still ends
 
 
+class _CountingServer(ThreadingHTTPServer):
+    """Records the peer of every TCP connection it accepts (even one that never sends)."""
+
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        self.peers: list[tuple[str, int]] = []
+        super().__init__(*args, **kw)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, peer = super().get_request()
+        self.peers.append(peer)  # list.append is atomic: read from the test thread
+        return conn, peer
+
+
 class ScriptedServer:
     """A threaded HTTP server on loopback; records every envelope it decoded.
 
@@ -189,7 +204,7 @@ class ScriptedServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _CountingServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         if tls is not None:
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
@@ -206,6 +221,30 @@ class ScriptedServer:
                 self.reset_next -= 1
                 return True
         return False
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted so far (see ``settled_connections``)."""
+        return len(self.httpd.peers)
+
+    def settled_connections(self) -> int:
+        """Connections accepted from others, counted only once the backlog is drained.
+
+        A handshake instead of a sleep: the kernel queues completed connections
+        in FIFO order, so once our own sentinel connection has been accepted,
+        every connection made before it (by a process that has already exited,
+        say) has been accepted and counted too.
+        """
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as probe:
+            me = probe.getsockname()
+            wait_for(lambda: me in self.httpd.peers)
+        return len(self.httpd.peers) - 1
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every event of every accepted envelope, in arrival order."""
+        with self.lock:
+            return [e for env in self.envelopes for e in env["events"]]
 
     @property
     def event_ids(self) -> list[str]:

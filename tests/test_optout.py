@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.loopback import Listener, clean_env, processes_mentioning, run, telespool, tree
+from tests.loopback import clean_env, processes_mentioning, run, telespool, tree
+from tests.servers import ScriptedServer
 
 HOST = """
 import ctypes, json, os, sys
@@ -53,10 +54,9 @@ print(json.dumps(report))
 
 
 @pytest.fixture
-def listener() -> Iterator[Listener]:
-    server = Listener()
-    yield server
-    server.close()
+def listener() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as server:
+        yield server
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def run_host(sandbox: Path, env: dict[str, str], **cfg: Any) -> dict[str, Any]:
 
 
 def assert_left_nothing(
-    sandbox: Path, listener: Listener, before: set[str], result: dict[str, Any]
+    sandbox: Path, listener: ScriptedServer, before: set[str], result: dict[str, Any]
 ) -> None:
     # No sleep: the host, a child subreaper, waited for every process it started
     # (even detached ones) before it exited, so whatever they did is done.
@@ -120,7 +120,11 @@ OPT_OUTS = [
 
 @pytest.mark.parametrize(("extra_env", "cfg", "reason"), OPT_OUTS)
 def test_opted_out_host_creates_nothing_and_connects_nowhere(
-    sandbox: Path, listener: Listener, extra_env: dict[str, str], cfg: dict[str, Any], reason: str
+    sandbox: Path,
+    listener: ScriptedServer,
+    extra_env: dict[str, str],
+    cfg: dict[str, Any],
+    reason: str,
 ) -> None:
     env = clean_env(sandbox / "home", **extra_env)
     before = tree(sandbox)
@@ -130,7 +134,7 @@ def test_opted_out_host_creates_nothing_and_connects_nowhere(
     assert_left_nothing(sandbox, listener, before, result)
 
 
-def test_opt_out_marker_leaves_only_the_marker(sandbox: Path, listener: Listener) -> None:
+def test_opt_out_marker_leaves_only_the_marker(sandbox: Path, listener: ScriptedServer) -> None:
     env = clean_env(sandbox / "home")
     disabled = telespool("--app", "demo", "disable", env=env)
     assert disabled.returncode == 0, disabled.stderr
@@ -144,7 +148,7 @@ def test_opt_out_marker_leaves_only_the_marker(sandbox: Path, listener: Listener
     assert_left_nothing(sandbox, listener, before, result)
 
 
-def test_enabled_host_is_the_positive_control(sandbox: Path, listener: Listener) -> None:
+def test_enabled_host_is_the_positive_control(sandbox: Path, listener: ScriptedServer) -> None:
     """The same host with no opt-out does create a spool and does connect: the
     zero counts above are not an artefact of the harness."""
     env = clean_env(sandbox / "home")
@@ -157,14 +161,14 @@ def test_enabled_host_is_the_positive_control(sandbox: Path, listener: Listener)
     assert (Path(result["state_dir"]) / "spool.db").is_file()
 
 
-def test_ci_false_means_not_ci(sandbox: Path, listener: Listener) -> None:
+def test_ci_false_means_not_ci(sandbox: Path, listener: ScriptedServer) -> None:
     env = clean_env(sandbox / "home", CI="false")
     result = run_host(sandbox, env, endpoint=listener.url)
     assert (result["enabled"], result["reason"]) == (True, "on")
     assert listener.connections >= 1
 
 
-def test_ci_override_keeps_telemetry_on_under_ci(sandbox: Path, listener: Listener) -> None:
+def test_ci_override_keeps_telemetry_on_under_ci(sandbox: Path, listener: ScriptedServer) -> None:
     env = clean_env(sandbox / "home", CI="true", DEMO_TELEMETRY_ALLOW_CI="1")
     result = run_host(sandbox, env, endpoint=listener.url)
     assert (result["enabled"], result["reason"]) == (True, "on")
@@ -180,7 +184,7 @@ PURGING = [
 
 @pytest.mark.parametrize(("extra_env", "cfg"), PURGING)
 def test_opting_out_purges_what_an_earlier_run_left(
-    sandbox: Path, listener: Listener, extra_env: dict[str, str], cfg: dict[str, Any]
+    sandbox: Path, listener: ScriptedServer, extra_env: dict[str, str], cfg: dict[str, Any]
 ) -> None:
     state_dir = sandbox / "state"
     # An opted-in run SIGKILLed mid-way: spool, WAL and SHM (and install id) stay behind.
@@ -199,7 +203,7 @@ def test_opting_out_purges_what_an_earlier_run_left(
 
 @pytest.mark.parametrize("extra_env", [{"CI": "true"}, {"PYTEST_CURRENT_TEST": "x"}])
 def test_ci_auto_disable_keeps_an_earlier_queue_and_sends_nothing(
-    sandbox: Path, listener: Listener, extra_env: dict[str, str]
+    sandbox: Path, listener: ScriptedServer, extra_env: dict[str, str]
 ) -> None:
     # CI/test-runner auto-disable is not the user opting out: an SDK's own test
     # run on a developer machine must not wipe that developer's real queue.
@@ -225,7 +229,7 @@ def test_disable_after_a_run_purges_everything_but_the_marker(sandbox: Path) -> 
 
 
 def test_debug_prints_events_and_stores_and_sends_nothing(
-    sandbox: Path, listener: Listener
+    sandbox: Path, listener: ScriptedServer
 ) -> None:
     env = clean_env(sandbox / "home", DEMO_TELEMETRY_DEBUG="1")
     before = tree(sandbox)
@@ -240,7 +244,7 @@ def test_debug_prints_events_and_stores_and_sends_nothing(
     assert_left_nothing(sandbox, listener, before, result)
 
 
-def test_debug_sanitizes_before_printing(sandbox: Path, listener: Listener) -> None:
+def test_debug_sanitizes_before_printing(sandbox: Path, listener: ScriptedServer) -> None:
     code = """
 from spool import Telemetry
 t = Telemetry(app="demo", version="1.0.0", endpoint=None)

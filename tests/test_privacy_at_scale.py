@@ -32,7 +32,6 @@ import pytest
 
 from spool import Schema
 from tests.hosts import host_env, last_json, run_host
-from tests.loopback import Listener
 from tests.schema_oracle import allowed
 from tests.servers import ScriptedServer, collector, run_uploader
 from tests.test_sanitizer_properties import (
@@ -253,8 +252,7 @@ def test_opted_out_hostile_traffic_puts_zero_bytes_on_the_wire(
     assert earlier["status"]["queued"] > 0
     if opt_out.get("marker"):
         (state / "disabled").touch()  # what `telespool disable` writes
-    listener = Listener()
-    try:
+    with ScriptedServer() as listener:
         report = _host(
             state_dir=str(state),
             endpoint=listener.url,
@@ -268,8 +266,6 @@ def test_opted_out_hostile_traffic_puts_zero_bytes_on_the_wire(
         uploader_env = host_env(**opt_out.get("env", {}))
         done = run_uploader(state, "--force", env=uploader_env)
         connections = listener.settled_connections()
-    finally:
-        listener.close()
     assert report["status"]["enabled"] is False
     assert report["flush"][0] == "disabled"
     assert done["sent"] == 0
