@@ -189,7 +189,7 @@ class ScriptedServer:
                         for ch in head.encode():
                             self.wfile.write(bytes([ch]))
                             self.wfile.flush()
-                            time.sleep(reply.drip_s)
+                            time.sleep(reply.drip_s)  # the dripping reply is the fault staged
                     except OSError:
                         pass
                     self.close_connection = True
@@ -283,7 +283,7 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0) -> None:
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached before the hang guard")
-        time.sleep(0.02)
+        time.sleep(0.02)  # the poll interval of a bounded wait on a condition
 
 
 def refused_port() -> int:

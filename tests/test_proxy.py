@@ -13,7 +13,6 @@ import os
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from tests.servers import (
     refused_port,
     run_uploader,
     start_uploader,
+    wait_for,
 )
 from uploader import drain
 from uploader._proxy import DIRECT, ProxyConfigError, bypasses, choose_proxy
@@ -78,12 +78,15 @@ def proxy_py(tmp_path: Path, basic_auth: str | None = None) -> Iterator[Proxy]:
         args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(tmp_path)
     )
     try:
-        deadline = time.monotonic() + 60  # a hang guard, not a timing assertion
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if proc.poll() is not None or time.monotonic() > deadline:
+
+        def ready() -> bool:
+            # Ready handshake: proxy.py writes the port file once it listens.
+            if proc.poll() is not None:
                 err = proc.stderr.read().decode() if proc.stderr else ""
                 raise AssertionError(f"proxy.py did not start: {err}")
-            time.sleep(0.05)
+            return port_file.exists() and bool(port_file.read_text().strip())
+
+        wait_for(ready, timeout=60)  # the timeout is a hang guard only
         yield Proxy(int(port_file.read_text()), log)
     finally:
         proc.terminate()

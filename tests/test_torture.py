@@ -84,7 +84,7 @@ while True:
         pending.clear()
     else:
         os.write(fd, (pending[-1] + " b\\n").encode())
-    time.sleep(0.001)
+    time.sleep(0.001)  # paces the appender so kills land mid-write; no absence proof
 """
 
 _LINE = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}) ([db])")
@@ -213,7 +213,7 @@ def test_random_sigkills_lose_nothing_and_duplicate_nothing(
                     tally.appender_exits += 1
                 appenders[i] = start_appender()
                 next_appender_kill = now + rng.uniform(0.1, 0.8)
-            time.sleep(0.01)
+            time.sleep(0.01)  # the chaos loop's tick (kill/restart schedule); no absence proof
 
         # The end: every appender dies by SIGKILL too; the last uploader finishes.
         for proc in appenders:
