@@ -4,6 +4,20 @@ Like urllib3's dummyserver: each server answers according to a small script,
 so a test can stage a refused port, a blackhole, 5xx with Retry-After, a reset
 in the middle of the body, or a server that drips its reply a byte at a time.
 Everything binds 127.0.0.1 on a free port.
+
+One protocol for every server here, so no test waits on a guess:
+- start: a context manager (``with ScriptedServer(...) as s``, ``with
+  collector(db) as c``, ``with Blackhole() as b``);
+- ready: when ``__enter__`` returns a client can connect. In-process servers
+  bind and listen before it returns (the kernel queues a connection until the
+  serving thread accepts it); the collector subprocess is ready once it has
+  printed its "listening on" line;
+- handshakes instead of sleeps: ``Gate`` holds one request until the test
+  releases it; ``settled_connections()`` counts after a sentinel connection
+  has drained the accept backlog; ``wait_for`` is a bounded wait on a condition;
+- stop: ``__exit__`` shuts the server down (SIGTERM, then SIGKILL, for a subprocess).
+
+The uploader runs through ``start_uploader`` / ``run_uploader`` only.
 """
 
 from __future__ import annotations
