@@ -1,4 +1,10 @@
-"""Run real host processes for tests: a fresh interpreter with a clean env."""
+"""Run real host processes for tests: a fresh interpreter with a clean env.
+
+``host_env`` is the one environment builder for every process a test starts
+(hosts, the uploader, the CLI): a developer's or CI runner's shell can never
+switch telemetry off, route loopback traffic through a proxy, or point the
+tests at a real endpoint. Each test adds exactly the variables it is about.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +37,33 @@ def is_test_marker(var: str, value: str) -> bool:
 
 
 def host_env(**extra: str) -> dict[str, str]:
-    """os.environ without consent-changing variables, plus the CI override for app 'demo'."""
+    """The environment for a test's child process: ``build_env`` with the CI override."""
+    return build_env(extra)
+
+
+def build_env(
+    extra: Mapping[str, str], home: Path | None = None, allow_ci: bool = True
+) -> dict[str, str]:
+    """os.environ without consent-changing variables (CI vendors, kill switches,
+    test-runner markers, any ``*_TELEMETRY_*``), importable from the checkout.
+
+    ``allow_ci`` adds app 'demo''s documented CI override (the default: the
+    suite itself may run under CI); consent tests pass False to see the bare
+    rules. ``home`` puts HOME and XDG_STATE_HOME inside the test's sandbox.
+    """
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in HOST_CLEARED_VARS and "_TELEMETRY_" not in k and not is_test_marker(k, v)
+        if k not in HOST_CLEARED_VARS
+        and "_TELEMETRY_" not in k
+        and not k.startswith("PYTEST_")
+        and not is_test_marker(k, v)
     }
-    env["DEMO_TELEMETRY_ALLOW_CI"] = "1"
+    if allow_ci:
+        env["DEMO_TELEMETRY_ALLOW_CI"] = "1"
+    if home is not None:
+        env["HOME"] = str(home)
+        env["XDG_STATE_HOME"] = str(home / ".local" / "state")
     env["PYTHONPATH"] = str(ROOT)
     env.update(extra)
     return env

@@ -1,109 +1,27 @@
-"""Real loopback listeners for the consent and CLI tests (127.0.0.1, port 0).
+"""Helpers for the consent and CLI tests: a sandboxed environment, the real
+console script, and what a process left behind (files, live processes).
 
-``Listener`` counts every TCP connection it accepts and answers each HTTP
-request with 200, decoding gzip JSON envelopes so a test can count the events
-that arrived.
+The loopback server these tests use is ``tests.servers.ScriptedServer`` (it
+counts TCP connections too, so "zero connections" means zero bytes).
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
-from tests.hosts import CONSENT_VARS, is_test_marker
+from tests.hosts import build_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class Listener:
-    """A real TCP listener on loopback that counts accepted connections."""
-
-    def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(64)
-        self._sock.settimeout(0.1)
-        self.port = int(self._sock.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}/v1/events"
-        self.connections = 0
-        self.events: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                continue
-            with self._lock:
-                self.connections += 1
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
-        conn.settimeout(10)
-        try:
-            with conn, conn.makefile("rb") as r:
-                while True:
-                    line = r.readline()
-                    if not line:
-                        return
-                    headers: dict[str, str] = {}
-                    while True:
-                        h = r.readline()
-                        if h in (b"\r\n", b"\n", b""):
-                            break
-                        k, _, v = h.decode("latin-1").partition(":")
-                        headers[k.strip().lower()] = v.strip()
-                    body = r.read(int(headers.get("content-length", "0")))
-                    self._record(body, headers)
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-        except OSError:
-            return
-
-    def _record(self, body: bytes, headers: dict[str, str]) -> None:
-        try:
-            if headers.get("content-encoding") == "gzip":
-                body = gzip.decompress(body)
-            doc = json.loads(body)
-        except ValueError:
-            return
-        with self._lock:
-            self.events.extend(doc.get("events", []) if isinstance(doc, dict) else [])
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._sock.close()
-
-
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
-    """os.environ minus everything that changes consent, with HOME inside the test.
-
-    No CI override: each test adds exactly the variables it is about.
-    """
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in CONSENT_VARS
-        and "_TELEMETRY_" not in k
-        and not k.startswith("PYTEST_")
-        and not is_test_marker(k, v)
-    }
-    env["HOME"] = str(home)
-    env["XDG_STATE_HOME"] = str(home / ".local" / "state")
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(extra)
-    return env
+    """``build_env`` with HOME inside the test and no CI override (the consent
+    and CLI tests add exactly the variables they are about)."""
+    return build_env(extra, home, allow_ci=False)
 
 
 def run(args: list[str], env: dict[str, str], **kw: Any) -> subprocess.CompletedProcess[str]:

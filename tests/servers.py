@@ -4,6 +4,20 @@ Like urllib3's dummyserver: each server answers according to a small script,
 so a test can stage a refused port, a blackhole, 5xx with Retry-After, a reset
 in the middle of the body, or a server that drips its reply a byte at a time.
 Everything binds 127.0.0.1 on a free port.
+
+One protocol for every server here, so no test waits on a guess:
+- start: a context manager (``with ScriptedServer(...) as s``, ``with
+  collector(db) as c``, ``with Blackhole() as b``);
+- ready: when ``__enter__`` returns a client can connect. In-process servers
+  bind and listen before it returns (the kernel queues a connection until the
+  serving thread accepts it); the collector subprocess is ready once it has
+  printed its "listening on" line;
+- handshakes instead of sleeps: ``Gate`` holds one request until the test
+  releases it; ``settled_connections()`` counts after a sentinel connection
+  has drained the accept backlog; ``wait_for`` is a bounded wait on a condition;
+- stop: ``__exit__`` shuts the server down (SIGTERM, then SIGKILL, for a subprocess).
+
+The uploader runs through ``start_uploader`` / ``run_uploader`` only.
 """
 
 from __future__ import annotations
@@ -28,12 +42,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
+from tests.hosts import host_env
+
 __all__ = [
     "REPO",
     "Blackhole",
+    "Gate",
+    "Received",
     "Reply",
     "ScriptedServer",
-    "child_env",
+    "Uploader",
     "collector",
     "drops",
     "fill",
@@ -43,6 +61,7 @@ __all__ = [
     "refused_port",
     "run_uploader",
     "set_endpoint",
+    "start_uploader",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,6 +77,17 @@ class Reply:
 
 
 Script = Callable[[dict[str, Any]], Reply]
+# A relay answers from the raw request (body, headers) instead: a recording proxy.
+Relay = Callable[[bytes, dict[str, str]], tuple[int, bytes]]
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request as it arrived, before any decoding."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
 
 
 def fixed(status: int, **headers: str) -> Script:
@@ -65,12 +95,69 @@ def fixed(status: int, **headers: str) -> Script:
     return lambda envelope: Reply(status, dict(headers))
 
 
-class ScriptedServer:
-    """A threaded HTTP server on loopback; records every envelope it decoded."""
+class Gate:
+    """Holds one request's reply until the test releases it: a handshake, not a pause.
 
-    def __init__(self, script: Script, tls: ssl.SSLContext | None = None) -> None:
+    ``arrived`` is set once the request is read (so its sender is mid-pass and
+    holds the upload lock); the reply waits for ``release()``. Give the client a
+    read timeout longer than the test needs (``read_timeout_s``): the hold is
+    bounded by that, never by a guess at how long another process takes to start.
+    """
+
+    def __init__(self, request_number: int = 1) -> None:
+        self.request_number = request_number
+        self.arrived = threading.Event()
+        self._released = threading.Event()
+
+    def wait_arrived(self, timeout: float = 60.0) -> None:
+        # The timeout is a hang guard only.
+        assert self.arrived.wait(timeout), "the held request never arrived"
+
+    def release(self) -> None:
+        self._released.set()
+
+    def _hold(self) -> None:
+        self.arrived.set()
+        self._released.wait(120)  # hang guard: a test that forgets to release still ends
+
+
+class _CountingServer(ThreadingHTTPServer):
+    """Records the peer of every TCP connection it accepts (even one that never sends)."""
+
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        self.peers: list[tuple[str, int]] = []
+        super().__init__(*args, **kw)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, peer = super().get_request()
+        self.peers.append(peer)  # list.append is atomic: read from the test thread
+        return conn, peer
+
+
+class ScriptedServer:
+    """A threaded HTTP server on loopback; records every envelope it decoded.
+
+    Ready protocol: the socket is bound and listening when the constructor
+    returns, so a client started after ``__enter__`` can always connect (the
+    kernel queues it until the serving thread accepts). ``__exit__`` stops it.
+    """
+
+    def __init__(
+        self,
+        script: Script = lambda envelope: Reply(),
+        tls: ssl.SSLContext | None = None,
+        gate: Gate | None = None,
+        path: str = "/v1/events",
+        relay: Relay | None = None,
+    ) -> None:
         self.script = script
+        self.gate = gate
+        self.relay = relay
         self.requests = 0
+        # Every request's raw bytes (any encoding: json, otlp, otlp-proto).
+        self.received: list[Received] = []
         self.envelopes: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         outer = self
@@ -81,6 +168,7 @@ class ScriptedServer:
             def do_POST(self) -> None:
                 with outer.lock:
                     outer.requests += 1
+                    number = outer.requests
                 length = int(self.headers.get("Content-Length", "0"))
                 if outer._wants_reset():
                     self.rfile.read(min(length, 100))
@@ -92,6 +180,18 @@ class ScriptedServer:
                     self.close_connection = True
                     return
                 raw = self.rfile.read(length)
+                headers = dict(self.headers.items())
+                with outer.lock:
+                    outer.received.append(Received(self.path, headers, raw))
+                if outer.gate is not None and outer.gate.request_number == number:
+                    outer.gate._hold()
+                if outer.relay is not None:
+                    status, data = outer.relay(raw, headers)
+                    self.send_response(status)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 envelope = json.loads(gzip.decompress(raw))
                 reply = outer.script(envelope)
                 if 200 <= reply.status < 300:
@@ -103,7 +203,7 @@ class ScriptedServer:
                         for ch in head.encode():
                             self.wfile.write(bytes([ch]))
                             self.wfile.flush()
-                            time.sleep(reply.drip_s)
+                            time.sleep(reply.drip_s)  # the dripping reply is the fault staged
                     except OSError:
                         pass
                     self.close_connection = True
@@ -118,13 +218,13 @@ class ScriptedServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _CountingServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         if tls is not None:
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         scheme = "https" if tls is not None else "http"
-        self.url = f"{scheme}://127.0.0.1:{self.port}/v1/events"
+        self.url = f"{scheme}://127.0.0.1:{self.port}{path}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         # This many next requests get their connection reset in the middle of the body.
         self.reset_next = 0
@@ -135,6 +235,30 @@ class ScriptedServer:
                 self.reset_next -= 1
                 return True
         return False
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted so far (see ``settled_connections``)."""
+        return len(self.httpd.peers)
+
+    def settled_connections(self) -> int:
+        """Connections accepted from others, counted only once the backlog is drained.
+
+        A handshake instead of a sleep: the kernel queues completed connections
+        in FIFO order, so once our own sentinel connection has been accepted,
+        every connection made before it (by a process that has already exited,
+        say) has been accepted and counted too.
+        """
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as probe:
+            me = probe.getsockname()
+            wait_for(lambda: me in self.httpd.peers)
+        return len(self.httpd.peers) - 1
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every event of every accepted envelope, in arrival order."""
+        with self.lock:
+            return [e for env in self.envelopes for e in env["events"]]
 
     @property
     def event_ids(self) -> list[str]:
@@ -173,7 +297,7 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0) -> None:
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached before the hang guard")
-        time.sleep(0.02)
+        time.sleep(0.02)  # the poll interval of a bounded wait on a condition
 
 
 def refused_port() -> int:
@@ -222,6 +346,9 @@ def collector(db: Path, *extra: str) -> Iterator[Collector]:
             handle.final_output = out
 
 
+_CONTENT_HEADERS = ("content-type", "content-encoding")
+
+
 @dataclass
 class Collector:
     base: str
@@ -235,6 +362,12 @@ class Collector:
     def stats(self) -> dict[str, Any]:
         with urllib.request.urlopen(self.base + "/stats", timeout=10) as resp:
             return dict(json.loads(resp.read()))
+
+    def relay(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """A ScriptedServer relay: forward the body (and its content headers) here."""
+        keep = {k: v for k, v in headers.items() if k.lower() in _CONTENT_HEADERS}
+        status, reply = self.post(body, keep)
+        return status, json.dumps(reply).encode()
 
     def post(
         self, body: bytes, headers: dict[str, str], path: str = "/v1/events"
@@ -315,24 +448,64 @@ def drops(state_dir: Path) -> dict[str, int]:
         s.close()
 
 
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "CI" and "_TELEMETRY_" not in k}
-    env["DEMO_TELEMETRY_ALLOW_CI"] = "1"
-    env.update(extra)
-    return env
+class Uploader:
+    """A running ``python -m uploader --progress`` process (see ``start_uploader``)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+
+    def done(self, timeout: float = 60) -> dict[str, Any]:
+        """Wait for the process to end; its last progress line, which must be ``done``."""
+        out, err = self.proc.communicate(timeout=timeout)
+        lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+        assert lines and lines[-1]["type"] == "done", (out, err)
+        return dict(lines[-1])
+
+    def kill(self) -> int:
+        """SIGKILL it (if it still runs) and reap it; its return code."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate(timeout=30)
+        return self.proc.returncode
+
+    def __enter__(self) -> Uploader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # A failing test must not leave an uploader behind (one may be paused for minutes).
+        if self.proc.poll() is None:
+            self.kill()
+
+
+def start_uploader(
+    state_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    progress: bool = True,
+    capture: bool = True,
+) -> Uploader:
+    """Start the real uploader child on ``state_dir``; the one way tests run it.
+
+    ``env`` defaults to ``host_env()``. ``progress`` adds ``--progress`` so
+    ``done()`` can read the result line. ``capture=False`` sends its output to
+    /dev/null, for a caller that never reads it (a full pipe would stall the child).
+    """
+    argv = [sys.executable, "-m", "uploader", "--state-dir", str(state_dir)]
+    argv += ["--progress", *args] if progress else list(args)
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        argv,
+        stdout=out,
+        stderr=out,
+        text=True,
+        env=env if env is not None else host_env(),
+    )
+    return Uploader(proc)
 
 
 def run_uploader(
     state_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> dict[str, Any]:
     """Run ``python -m uploader --progress`` to completion; returns its done line."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "uploader", "--state-dir", str(state_dir), "--progress", *args],
-        capture_output=True,
-        text=True,
-        env=env or child_env(),
-        timeout=timeout,
-    )
-    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    assert lines and lines[-1]["type"] == "done", (proc.stdout, proc.stderr)
-    return dict(lines[-1])
+    with start_uploader(state_dir, *args, env=env) as uploader:
+        return uploader.done(timeout)

@@ -14,7 +14,8 @@ from click.testing import CliRunner, Result
 
 from spool import Schema, Telemetry
 from spool.cli._click import cli
-from tests.loopback import Listener, clean_env, telespool, tree
+from tests.loopback import clean_env, telespool, tree
+from tests.servers import ScriptedServer
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
@@ -277,13 +278,14 @@ def test_schema_validates_a_file(tmp_path: Path) -> None:
 
 # -- flush ---------------------------------------------------------------------------------
 @pytest.fixture
-def listener() -> Iterator[Listener]:
-    server = Listener()
-    yield server
-    server.close()
+def listener() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as server:
+        yield server
 
 
-def test_flush_sends_everything_to_a_real_endpoint(state_dir: Path, listener: Listener) -> None:
+def test_flush_sends_everything_to_a_real_endpoint(
+    state_dir: Path, listener: ScriptedServer
+) -> None:
     queued = make_spool(state_dir, 40)["queued"]
     point_at(state_dir, listener.url)
     data = json.loads(invoke(*at(state_dir, "flush", "--json", "--timeout", "30")).stdout)
@@ -297,7 +299,7 @@ def test_flush_sends_everything_to_a_real_endpoint(state_dir: Path, listener: Li
     assert json.loads(invoke(*at(state_dir, "status", "--json")).stdout)["queued"] == 0
 
 
-def test_flush_text_summary_and_exit_codes(state_dir: Path, listener: Listener) -> None:
+def test_flush_text_summary_and_exit_codes(state_dir: Path, listener: ScriptedServer) -> None:
     make_spool(state_dir, 3)
     no_endpoint = invoke(*at(state_dir, "flush", "--timeout", "20"))
     assert no_endpoint.exit_code == 1
@@ -308,13 +310,13 @@ def test_flush_text_summary_and_exit_codes(state_dir: Path, listener: Listener) 
     assert "the queue is empty" in result.stdout
 
 
-def test_flush_when_opted_out_sends_nothing(state_dir: Path, listener: Listener) -> None:
+def test_flush_when_opted_out_sends_nothing(state_dir: Path, listener: ScriptedServer) -> None:
     make_spool(state_dir, 3)
     point_at(state_dir, listener.url)
     result = invoke(*at(state_dir, "flush"), env={"DO_NOT_TRACK": "1"})
     assert result.exit_code == 0
     assert "nothing sent" in result.stdout
-    assert listener.connections == 0
+    assert listener.settled_connections() == 0
     assert invoke(*at(state_dir / "absent", "flush")).exit_code == 0
 
 
@@ -328,7 +330,7 @@ def test_the_console_script_runs_for_real(tmp_path: Path) -> None:
     assert json.loads(status.stdout)["queued"] == queued
     table = telespool(*at(state_dir, "inspect"), env=env)
     assert table.returncode == 0
-    assert table.stdout.count("\"cli_command\":") == 4
+    assert table.stdout.count('"cli_command":') == 4
     bogus = telespool("--app", "demo", "frobnicate", env=env)
     assert bogus.returncode == 2
     one_line_error(bogus.stderr)

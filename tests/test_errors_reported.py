@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 from spool import Telemetry
+from tests.hosts import host_env
 from tests.servers import (
-    child_env,
     collector,
     queued,
     refused_port,
     run_uploader,
     set_endpoint,
+    start_uploader,
     wait_for,
 )
 from tests.test_call_path_faults import ExternalWriter
@@ -67,13 +65,12 @@ def test_a_replayed_batch_does_not_count_its_drop_report_twice(tmp_path: Path) -
             t.track("cli_command", cli_command="eval", secret="x@example.com")
     with collector(tmp_path / "c.db") as c:
         set_endpoint(state, c.url)
-        env = child_env(TELESPOOL_TEST_PAUSE_AFTER_POST="30")
-        victim = subprocess.Popen(
-            [sys.executable, "-m", "uploader", "--state-dir", str(state), "--force"], env=env
-        )
-        wait_for(lambda: c.stats()["events"] > 0)
-        os.kill(victim.pid, signal.SIGKILL)
-        victim.wait()
+        # The pause only has to outlast the test's reaction: the victim is SIGKILLed
+        # as soon as the collector has stored its first batch.
+        env = host_env(TELESPOOL_TEST_PAUSE_AFTER_POST="600")
+        with start_uploader(state, "--force", env=env) as victim:
+            wait_for(lambda: c.stats()["events"] > 0)
+            assert victim.kill() == -signal.SIGKILL
         assert queued(state) > 0
         assert run_uploader(state, "--force")["outcome"] == "empty"
         stats = c.stats()

@@ -9,7 +9,8 @@ from typing import Any
 
 from spool import FlushResult, Telemetry
 from spool.launch._flush import run_flush
-from tests.servers import Blackhole, ScriptedServer, child_env, collector, fill, fixed, queued
+from tests.hosts import host_env
+from tests.servers import Blackhole, ScriptedServer, collector, fill, fixed, queued
 
 
 def test_flush_sends_everything_and_reports_progress(tmp_path: Path, state_dir: Path) -> None:
@@ -88,7 +89,7 @@ def test_flush_never_loads_urllib3_into_the_host(state_dir: Path) -> None:
             [sys.executable, "-c", code],
             capture_output=True,
             text=True,
-            env=child_env(),
+            env=host_env(),
             timeout=60,
         ).stdout.split()
     assert out == ["empty", "5", "False", "False"]

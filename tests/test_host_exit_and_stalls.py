@@ -94,7 +94,7 @@ def test_a_long_lived_host_never_spawns_the_uploader_inside_track(state_dir: Pat
         while not spawns and time.monotonic() < deadline:
             for _ in range(20):
                 t.track("cli_command", cli_command="eval")
-            time.sleep(0.01)
+            time.sleep(0.01)  # paces a bounded wait for the first spawn; not an absence proof
         print(json.dumps({{"spawns": spawns}}))
         """
     )

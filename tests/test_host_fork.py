@@ -72,7 +72,7 @@ for pid in children:
             os.kill(pid, 9)
             os.waitpid(pid, 0)
             break
-        time.sleep(0.01)
+        time.sleep(0.01)  # polls a child until it ends or the hang deadline; no absence proof
 stop.set()
 for th in threads:
     th.join()
@@ -180,8 +180,17 @@ def test_gunicorn_preload_workers_store_every_requests_event(tmp_path: Path) -> 
     env = host_env(STATE=str(state))
     env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{ROOT}"
     server = subprocess.Popen(
-        [gunicorn, "--preload", "--workers", "4", "--bind", f"127.0.0.1:{port}",
-         "--graceful-timeout", "10", "wsgi_host:app"],
+        [
+            gunicorn,
+            "--preload",
+            "--workers",
+            "4",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--graceful-timeout",
+            "10",
+            "wsgi_host:app",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -198,7 +207,7 @@ def test_gunicorn_preload_workers_store_every_requests_event(tmp_path: Path) -> 
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise
-                time.sleep(0.05)
+                time.sleep(0.05)  # polls until gunicorn answers (bounded): a ready wait
         pids = set()
         for _ in range(399):  # one request above; every response is a worker that did not hang
             pids.add(urllib.request.urlopen(url, timeout=30).read().decode())

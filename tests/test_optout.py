@@ -8,18 +8,21 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.loopback import Listener, clean_env, processes_mentioning, run, telespool, tree
+from tests.loopback import clean_env, processes_mentioning, run, telespool, tree
+from tests.servers import ScriptedServer
 
 HOST = """
-import json, sys
+import ctypes, json, os, sys
 cfg = json.loads(sys.argv[1])
+# Linux PR_SET_CHILD_SUBREAPER: any process this host starts, even detached
+# (setsid) or orphaned by an intermediate, stays a descendant we can wait for.
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
 if cfg.get("import_pytest"):
     import pytest  # a host that runs inside a test runner
 from spool import Telemetry
@@ -29,19 +32,31 @@ t = Telemetry(app="demo", version="1.0.0", endpoint=cfg["endpoint"],
 for _ in range(50):
     t.track("cli_command", cli_command="eval")
 result = t.flush(timeout=10)
-print(json.dumps({"enabled": t.decision.enabled, "reason": t.decision.reason,
-                  "flush": result.outcome, "state_dir": t.status()["state_dir"]}))
+report = {"enabled": t.decision.enabled, "reason": t.decision.reason,
+          "flush": result.outcome, "state_dir": t.status()["state_dir"]}
 if cfg.get("sigkill"):
+    print(json.dumps(report), flush=True)
     import os, signal
     os.kill(os.getpid(), signal.SIGKILL)
+t.close()
+# Wait for every descendant to finish (the subreaper makes that all of them), so
+# the files and connections any of them made exist before the test looks.
+descendants = 0
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+    descendants += 1
+report["descendants"] = descendants
+print(json.dumps(report))
 """
 
 
 @pytest.fixture
-def listener() -> Iterator[Listener]:
-    server = Listener()
-    yield server
-    server.close()
+def listener() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as server:
+        yield server
 
 
 @pytest.fixture
@@ -63,11 +78,14 @@ def run_host(sandbox: Path, env: dict[str, str], **cfg: Any) -> dict[str, Any]:
     return result
 
 
-def assert_left_nothing(sandbox: Path, listener: Listener, before: set[str]) -> None:
-    # Give a (wrongly) spawned detached uploader the chance to show itself.
-    time.sleep(0.5)
+def assert_left_nothing(
+    sandbox: Path, listener: ScriptedServer, before: set[str], result: dict[str, Any]
+) -> None:
+    # No sleep: the host, a child subreaper, waited for every process it started
+    # (even detached ones) before it exited, so whatever they did is done.
+    assert result["descendants"] == 0
     assert tree(sandbox) == before
-    assert listener.connections == 0
+    assert listener.settled_connections() == 0
     assert processes_mentioning(str(sandbox)) == []
 
 
@@ -102,17 +120,21 @@ OPT_OUTS = [
 
 @pytest.mark.parametrize(("extra_env", "cfg", "reason"), OPT_OUTS)
 def test_opted_out_host_creates_nothing_and_connects_nowhere(
-    sandbox: Path, listener: Listener, extra_env: dict[str, str], cfg: dict[str, Any], reason: str
+    sandbox: Path,
+    listener: ScriptedServer,
+    extra_env: dict[str, str],
+    cfg: dict[str, Any],
+    reason: str,
 ) -> None:
     env = clean_env(sandbox / "home", **extra_env)
     before = tree(sandbox)
     result = run_host(sandbox, env, endpoint=listener.url, **cfg)
     assert (result["enabled"], result["reason"]) == (False, reason)
     assert result["flush"] == "disabled"
-    assert_left_nothing(sandbox, listener, before)
+    assert_left_nothing(sandbox, listener, before, result)
 
 
-def test_opt_out_marker_leaves_only_the_marker(sandbox: Path, listener: Listener) -> None:
+def test_opt_out_marker_leaves_only_the_marker(sandbox: Path, listener: ScriptedServer) -> None:
     env = clean_env(sandbox / "home")
     disabled = telespool("--app", "demo", "disable", env=env)
     assert disabled.returncode == 0, disabled.stderr
@@ -123,10 +145,10 @@ def test_opt_out_marker_leaves_only_the_marker(sandbox: Path, listener: Listener
     assert sorted(os.listdir(state_dir)) == ["disabled"]
     result = run_host(sandbox, env, endpoint=listener.url)
     assert (result["enabled"], result["reason"]) == (False, "marker")
-    assert_left_nothing(sandbox, listener, before)
+    assert_left_nothing(sandbox, listener, before, result)
 
 
-def test_enabled_host_is_the_positive_control(sandbox: Path, listener: Listener) -> None:
+def test_enabled_host_is_the_positive_control(sandbox: Path, listener: ScriptedServer) -> None:
     """The same host with no opt-out does create a spool and does connect: the
     zero counts above are not an artefact of the harness."""
     env = clean_env(sandbox / "home")
@@ -139,14 +161,14 @@ def test_enabled_host_is_the_positive_control(sandbox: Path, listener: Listener)
     assert (Path(result["state_dir"]) / "spool.db").is_file()
 
 
-def test_ci_false_means_not_ci(sandbox: Path, listener: Listener) -> None:
+def test_ci_false_means_not_ci(sandbox: Path, listener: ScriptedServer) -> None:
     env = clean_env(sandbox / "home", CI="false")
     result = run_host(sandbox, env, endpoint=listener.url)
     assert (result["enabled"], result["reason"]) == (True, "on")
     assert listener.connections >= 1
 
 
-def test_ci_override_keeps_telemetry_on_under_ci(sandbox: Path, listener: Listener) -> None:
+def test_ci_override_keeps_telemetry_on_under_ci(sandbox: Path, listener: ScriptedServer) -> None:
     env = clean_env(sandbox / "home", CI="true", DEMO_TELEMETRY_ALLOW_CI="1")
     result = run_host(sandbox, env, endpoint=listener.url)
     assert (result["enabled"], result["reason"]) == (True, "on")
@@ -162,7 +184,7 @@ PURGING = [
 
 @pytest.mark.parametrize(("extra_env", "cfg"), PURGING)
 def test_opting_out_purges_what_an_earlier_run_left(
-    sandbox: Path, listener: Listener, extra_env: dict[str, str], cfg: dict[str, Any]
+    sandbox: Path, listener: ScriptedServer, extra_env: dict[str, str], cfg: dict[str, Any]
 ) -> None:
     state_dir = sandbox / "state"
     # An opted-in run SIGKILLed mid-way: spool, WAL and SHM (and install id) stay behind.
@@ -176,12 +198,12 @@ def test_opting_out_purges_what_an_earlier_run_left(
     result = run_host(sandbox, off, endpoint=listener.url, state_dir=str(state_dir), **cfg)
     assert result["enabled"] is False
     assert not state_dir.exists()
-    assert listener.connections == 0
+    assert listener.settled_connections() == 0
 
 
 @pytest.mark.parametrize("extra_env", [{"CI": "true"}, {"PYTEST_CURRENT_TEST": "x"}])
 def test_ci_auto_disable_keeps_an_earlier_queue_and_sends_nothing(
-    sandbox: Path, listener: Listener, extra_env: dict[str, str]
+    sandbox: Path, listener: ScriptedServer, extra_env: dict[str, str]
 ) -> None:
     # CI/test-runner auto-disable is not the user opting out: an SDK's own test
     # run on a developer machine must not wipe that developer's real queue.
@@ -192,7 +214,7 @@ def test_ci_auto_disable_keeps_an_earlier_queue_and_sends_nothing(
     result = run_host(sandbox, off, endpoint=listener.url, state_dir=str(state_dir))
     assert result["enabled"] is False
     assert sorted(os.listdir(state_dir)) == before
-    assert listener.connections == 0
+    assert listener.settled_connections() == 0
 
 
 def test_disable_after_a_run_purges_everything_but_the_marker(sandbox: Path) -> None:
@@ -207,7 +229,7 @@ def test_disable_after_a_run_purges_everything_but_the_marker(sandbox: Path) -> 
 
 
 def test_debug_prints_events_and_stores_and_sends_nothing(
-    sandbox: Path, listener: Listener
+    sandbox: Path, listener: ScriptedServer
 ) -> None:
     env = clean_env(sandbox / "home", DEMO_TELEMETRY_DEBUG="1")
     before = tree(sandbox)
@@ -217,11 +239,12 @@ def test_debug_prints_events_and_stores_and_sends_nothing(
     commands = [line for line in lines if line["name"] == "cli_command"]
     assert len(commands) == 50
     assert commands[0]["props"]["cli_command"] == "eval"
-    assert json.loads(proc.stdout.splitlines()[-1])["flush"] == "disabled"
-    assert_left_nothing(sandbox, listener, before)
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["flush"] == "disabled"
+    assert_left_nothing(sandbox, listener, before, result)
 
 
-def test_debug_sanitizes_before_printing(sandbox: Path, listener: Listener) -> None:
+def test_debug_sanitizes_before_printing(sandbox: Path, listener: ScriptedServer) -> None:
     code = """
 from spool import Telemetry
 t = Telemetry(app="demo", version="1.0.0", endpoint=None)

@@ -10,9 +10,7 @@ import datetime as dt
 import gzip
 import json
 import sqlite3
-import threading
 from collections.abc import Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from spool import Telemetry, __version__
 from spool.store._rows import StoredEvent
+from tests.servers import Reply, ScriptedServer
 from uploader.wire._envelope import EnvelopeHeader
 from uploader.wire._formats import ENCODERS
 from uploader.wire._otlp import DROPPED_EVENT, EVENT_ID_KEY, RUN_ID_KEY, encode_otlp
@@ -294,47 +293,12 @@ def test_decode_rejects_bodies_telespool_never_sends(body: bytes) -> None:
 
 
 # -- end to end: a real Telemetry, the real uploader child, a real loopback server --------
-class Recorder:
-    """A loopback OTLP/HTTP endpoint in a thread: answers 200 and keeps every request."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, str], bytes]] = []
-        lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with lock:
-                    outer.requests.append((self.path, dict(self.headers.items()), body))
-                # The OTLP success reply: an empty ExportLogsServiceResponse.
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/logs"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    r = Recorder()
-    yield r
-    r.close()
+def recorder() -> Iterator[ScriptedServer]:
+    # The OTLP success reply is an empty ExportLogsServiceResponse: "{}".
+    ok = Reply(200, {"Content-Type": "application/json"})
+    with ScriptedServer(lambda envelope: ok, path="/v1/logs") as server:
+        yield server
 
 
 def spooled(state_dir: Path) -> list[tuple[str, str, str, str, str]]:
@@ -346,7 +310,7 @@ def spooled(state_dir: Path) -> list[tuple[str, str, str, str, str]]:
 
 
 def test_flush_posts_gzip_otlp_json_that_a_collector_parses(
-    tmp_path: Path, recorder: Recorder
+    tmp_path: Path, recorder: ScriptedServer
 ) -> None:
     state_dir = tmp_path / "state"
     t = Telemetry(
@@ -378,10 +342,10 @@ def test_flush_posts_gzip_otlp_json_that_a_collector_parses(
     assert result.outcome == "empty", result
     assert spooled(state_dir) == []
 
-    assert recorder.requests
+    assert recorder.received
     received: dict[str, Any] = {}
     drops: dict[str, int] = {}
-    for path, headers, raw in recorder.requests:
+    for path, headers, raw in ((r.path, r.headers, r.body) for r in recorder.received):
         lower = {k.lower(): v for k, v in headers.items()}
         assert path == "/v1/logs"  # the endpoint URL is used as given
         assert lower["content-type"] == "application/json"

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from spool._policy import Policy
 from spool.store._store import Spool
 from tests.hosts import host_env, run_host
 from tests.servers import ScriptedServer, fill, fixed, meta, queued, run_uploader
+from tests.servers import wait_for as wait_until
 from uploader.wire._envelope import EnvelopeHeader
 from uploader.wire._formats import ENCODERS
 
@@ -63,13 +63,14 @@ class Oteltap:
                     self.records.append(json.loads(line))
 
     def wait_for(self, n: int) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + 60  # a hang guard, not a timing assertion
-        while True:
-            with self._lock:
-                if len(self.records) >= n:
-                    return list(self.records)
-            assert time.monotonic() < deadline, f"oteltap printed {len(self.records)} of {n}"
-            time.sleep(0.05)
+        # A bounded wait on a condition (servers.wait_for: the timeout is a hang guard).
+        wait_until(lambda: self._count() >= n, timeout=60)
+        with self._lock:
+            return list(self.records)
+
+    def _count(self) -> int:
+        with self._lock:
+            return len(self.records)
 
     def close(self) -> None:
         self.proc.terminate()

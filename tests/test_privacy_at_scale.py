@@ -24,9 +24,7 @@ import json
 import math
 import random
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +32,8 @@ import pytest
 
 from spool import Schema
 from tests.hosts import host_env, last_json, run_host
-from tests.loopback import Listener
 from tests.schema_oracle import allowed
-from tests.servers import Collector, collector, run_uploader
+from tests.servers import ScriptedServer, collector, run_uploader
 from tests.test_sanitizer_properties import (
     CONTEXT_KEYS,
     EvilFloat,
@@ -180,44 +177,6 @@ def _host(**cfg: Any) -> dict[str, Any]:
     return report
 
 
-class RecordingProxy:
-    """Loopback HTTP in a thread: keeps each raw request body, forwards it upstream."""
-
-    def __init__(self, upstream: Collector) -> None:
-        self.bodies: list[bytes] = []
-        lock = threading.Lock()
-        bodies = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with lock:
-                    bodies.append(body)
-                keep = ("Content-Type", "Content-Encoding")
-                headers = {k: self.headers[k] for k in keep if self.headers.get(k)}
-                status, reply = upstream.post(body, headers)
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/events"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def _check_envelope(env: dict[str, Any]) -> list[str]:
     """Assert every key, string and number of one envelope is allowed; returns its ids."""
     # "errors" ({kind: count}, swallowed errors) travels beside "dropped" when present.
@@ -249,8 +208,8 @@ def test_ten_thousand_hostile_inputs_put_only_allowlisted_data_on_the_wire(
     tmp_path: Path,
 ) -> None:
     with collector(tmp_path / "collector.db") as c:
-        proxy = RecordingProxy(c)
-        try:
+        # A recording proxy: keeps each raw request body, forwards it to the collector.
+        with ScriptedServer(relay=c.relay) as proxy:
             report = _host(
                 state_dir=str(tmp_path / "state"),
                 endpoint=proxy.url,
@@ -258,21 +217,19 @@ def test_ten_thousand_hostile_inputs_put_only_allowlisted_data_on_the_wire(
                 n=INPUTS,
                 flush=True,
             )
-        finally:
-            proxy.close()
         stats = c.stats()
     # The host's own trigger may start a detached uploader mid-run (past
     # trigger_events); it posts through the same proxy, so every body is here.
     assert report["flush"][0] == "empty", report
     assert report["status"]["queued"] == 0
     ids: set[str] = set()
-    for raw in proxy.bodies:
-        ids.update(_check_envelope(json.loads(gzip.decompress(raw))))
+    for request in proxy.received:
+        ids.update(_check_envelope(json.loads(gzip.decompress(request.body))))
     on_wire = len(ids)
     assert on_wire == stats["events"] > INPUTS // 2
     dropped = report["status"]["dropped"]
     print(
-        f"privacy at scale: {INPUTS} hostile inputs, {len(proxy.bodies)} request bodies, "
+        f"privacy at scale: {INPUTS} hostile inputs, {len(proxy.received)} request bodies, "
         f"{on_wire} events on the wire, all allowlisted; counted on the host: {dropped}"
     )
 
@@ -295,8 +252,7 @@ def test_opted_out_hostile_traffic_puts_zero_bytes_on_the_wire(
     assert earlier["status"]["queued"] > 0
     if opt_out.get("marker"):
         (state / "disabled").touch()  # what `telespool disable` writes
-    listener = Listener()
-    try:
+    with ScriptedServer() as listener:
         report = _host(
             state_dir=str(state),
             endpoint=listener.url,
@@ -309,10 +265,9 @@ def test_opted_out_hostile_traffic_puts_zero_bytes_on_the_wire(
         # A forced uploader pass on the same state dir sends nothing either.
         uploader_env = host_env(**opt_out.get("env", {}))
         done = run_uploader(state, "--force", env=uploader_env)
-    finally:
-        listener.close()
+        connections = listener.settled_connections()
     assert report["status"]["enabled"] is False
     assert report["flush"][0] == "disabled"
     assert done["sent"] == 0
-    assert listener.connections == 0  # no connection: zero bytes
+    assert connections == 0  # no connection: zero bytes
     assert not (state / "spool.db").exists()  # what was spooled is purged

@@ -31,7 +31,8 @@ from spool.install._identity import read_install_id
 from spool.launch._spawn import uploader_command
 from spool.store._store import Spool
 from spool.store._upload_state import format_time, update_upload_state
-from tests.servers import ScriptedServer, child_env, fill, fixed, meta, queued
+from tests.hosts import host_env
+from tests.servers import ScriptedServer, fill, fixed, meta, queued
 
 PROGRESS_KEYS = {"type", "sent", "remaining", "dropped"}
 DONE_KEYS = {"type", "outcome", "sent", "remaining", "dropped", "detail", "next_attempt_at"}
@@ -63,7 +64,7 @@ def _run_child(args: UploaderArgs) -> tuple[list[dict[str, object]], int]:
     """Start the uploader exactly as the host does; its decoded lines and exit status."""
     argv = uploader_command(args)
     assert argv is not None
-    proc = subprocess.run(argv, capture_output=True, env=child_env(), timeout=60)
+    proc = subprocess.run(argv, capture_output=True, env=host_env(), timeout=60)
     lines = [decode_line(raw) for raw in proc.stdout.splitlines()]
     assert all(line is not None for line in lines), proc.stdout
     return [line for line in lines if line is not None], proc.returncode

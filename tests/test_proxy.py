@@ -13,7 +13,6 @@ import os
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,17 +23,19 @@ import trustme
 
 from spool import Telemetry
 from spool._errors import ConfigError
+from tests.hosts import host_env
 from tests.proxy_plugin import PROXY_ONLY_HOST
 from tests.servers import (
     REPO,
     ScriptedServer,
-    child_env,
     fill,
     fixed,
     meta,
     queued,
     refused_port,
     run_uploader,
+    start_uploader,
+    wait_for,
 )
 from uploader import drain
 from uploader._proxy import DIRECT, ProxyConfigError, bypasses, choose_proxy
@@ -77,12 +78,15 @@ def proxy_py(tmp_path: Path, basic_auth: str | None = None) -> Iterator[Proxy]:
         args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(tmp_path)
     )
     try:
-        deadline = time.monotonic() + 60  # a hang guard, not a timing assertion
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if proc.poll() is not None or time.monotonic() > deadline:
+
+        def ready() -> bool:
+            # Ready handshake: proxy.py writes the port file once it listens.
+            if proc.poll() is not None:
                 err = proc.stderr.read().decode() if proc.stderr else ""
                 raise AssertionError(f"proxy.py did not start: {err}")
-            time.sleep(0.05)
+            return port_file.exists() and bool(port_file.read_text().strip())
+
+        wait_for(ready, timeout=60)  # the timeout is a hang guard only
         yield Proxy(int(port_file.read_text()), log)
     finally:
         proc.terminate()
@@ -117,7 +121,7 @@ def proxy_only_endpoint(ca: trustme.CA) -> Iterator[tuple[ScriptedServer, str]]:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in child_env().items() if "proxy" not in k.lower()}
+    env = {k: v for k, v in host_env().items() if "proxy" not in k.lower()}
     env.pop("SSL_CERT_DIR", None)
     env.update(extra)
     return env
@@ -156,11 +160,9 @@ def test_proxy_credentials_authenticate_and_never_reach_the_spool_logs_or_status
             fill(state_dir, 10, endpoint, **FAST)
             # A wrong password first: refused by the proxy (407), counted, retried later.
             wrong = _env(HTTPS_PROXY=proxy.url(f"{USER}:{SECRET}-wrong"), SSL_CERT_FILE=ca_file)
-            bad = subprocess.run(
-                [sys.executable, "-m", "uploader", "--state-dir", str(state_dir), "--progress"],
-                env=wrong, capture_output=True, text=True, timeout=60,
-            )  # fmt: skip
-            assert json.loads(bad.stdout.splitlines()[-1])["outcome"] == "backoff"
+            with start_uploader(state_dir, env=wrong) as bad:
+                out, err = bad.proc.communicate(timeout=60)
+            assert json.loads(out.splitlines()[-1])["outcome"] == "backoff"
             assert meta(state_dir, "upload")["last_error"] == "proxy"
             # The percent-encoded form is what a URL carries.
             good = _env(HTTPS_PROXY=proxy.url(f"{USER}:{SECRET.replace('-', '%2D')}"))
@@ -170,7 +172,7 @@ def test_proxy_credentials_authenticate_and_never_reach_the_spool_logs_or_status
         t = Telemetry("demo", "1.0.0", state_dir=state_dir, endpoint=endpoint, allow_in_ci=True)
         status = json.dumps(t.status())
         t.close()
-    leaked = [bad.stdout, bad.stderr, status, json.dumps(meta(state_dir, "upload"))]
+    leaked = [out, err, status, json.dumps(meta(state_dir, "upload"))]
     leaked += [p.read_bytes().decode("latin-1") for p in state_dir.iterdir() if p.is_file()]
     assert not [text for text in leaked if SECRET in text or "%2D" in text.replace("%2d", "%2D")]
 

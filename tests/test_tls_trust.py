@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.servers import ScriptedServer, child_env, fill, fixed, meta, queued, run_uploader
+from tests.hosts import host_env
+from tests.servers import ScriptedServer, fill, fixed, meta, queued, run_uploader
 from uploader._tls import tls_context
 
 FAST = {"connect_timeout_s": 2.0, "read_timeout_s": 2.0}
@@ -29,7 +30,7 @@ def _server_context(ca: trustme.CA) -> ssl.SSLContext:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = child_env()
+    env = host_env()
     for var in ("SSL_CERT_FILE", "SSL_CERT_DIR", "TELESPOOL_CA_BUNDLE"):
         env.pop(var, None)
     env.update(extra)

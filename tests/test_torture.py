@@ -34,6 +34,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ from spool._policy import Policy
 from spool.store._store import Spool
 from spool.store._upload_state import format_time, update_upload_state
 from tests.hosts import host_env
-from tests.servers import child_env, collector, queued, run_uploader
+from tests.servers import collector, queued, run_uploader, start_uploader
 from uploader._drain import PAUSE_AFTER_POST_ENV
 
 TORTURE_S = 20.0
@@ -84,7 +85,7 @@ while True:
         pending.clear()
     else:
         os.write(fd, (pending[-1] + " b\\n").encode())
-    time.sleep(0.001)
+    time.sleep(0.001)  # paces the appender so kills land mid-write; no absence proof
 """
 
 _LINE = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}) ([db])")
@@ -106,7 +107,7 @@ def _torture_seconds(request: pytest.FixtureRequest) -> float:
     return LONG_S if request.config.getoption("--long") else TORTURE_S
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> bool:
+def _kill(proc: subprocess.Popen[Any]) -> bool:
     """SIGKILL ``proc`` if it still runs; True if the signal is what ended it."""
     if proc.poll() is not None:
         return False
@@ -178,21 +179,17 @@ def test_random_sigkills_lose_nothing_and_duplicate_nothing(
                     stderr=err,
                 )
 
-        def start_uploader() -> subprocess.Popen[bytes]:
+        def start_pass() -> subprocess.Popen[str]:
             extra = {}
             if rng.random() < 0.3:
                 # Widen the gap between "server accepted" and "rows deleted".
                 extra[PAUSE_AFTER_POST_ENV] = f"{rng.uniform(0.05, 0.5):.3f}"
-            args = ["--state-dir", str(state_dir), "--force", "--budget", "3"]
-            return subprocess.Popen(
-                [sys.executable, "-m", "uploader", *args],
-                env=child_env(**extra),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            env = host_env(**extra)
+            args = ("--force", "--budget", "3")
+            return start_uploader(state_dir, *args, env=env, progress=False, capture=False).proc
 
         appenders = [start_appender() for _ in range(APPENDERS)]
-        uploader: subprocess.Popen[bytes] | None = None
+        uploader: subprocess.Popen[str] | None = None
         uploader_kill_at: float | None = None
         next_appender_kill = time.monotonic() + rng.uniform(0.2, 0.8)
         started = time.monotonic()
@@ -202,7 +199,7 @@ def test_random_sigkills_lose_nothing_and_duplicate_nothing(
             if uploader is None or uploader.poll() is not None:
                 if uploader is not None:
                     tally.uploader_passes[uploader.returncode] += 1
-                uploader = start_uploader()
+                uploader = start_pass()
                 # Most passes die at a random moment; some run to their end.
                 uploader_kill_at = now + rng.uniform(0.02, 0.8) if rng.random() < 0.8 else None
             elif uploader_kill_at is not None and now >= uploader_kill_at:
@@ -217,7 +214,7 @@ def test_random_sigkills_lose_nothing_and_duplicate_nothing(
                     tally.appender_exits += 1
                 appenders[i] = start_appender()
                 next_appender_kill = now + rng.uniform(0.1, 0.8)
-            time.sleep(0.01)
+            time.sleep(0.01)  # the chaos loop's tick (kill/restart schedule); no absence proof
 
         # The end: every appender dies by SIGKILL too; the last uploader finishes.
         for proc in appenders:

@@ -124,9 +124,8 @@ def test_the_child_runs_in_its_own_session_with_stdio_on_devnull(state_dir: Path
         assert pipe_inode not in held
         for fd in (0, 1, 2):
             assert os.readlink(f"/proc/{child.pid}/fd/{fd}") == "/dev/null"
-        # No descriptor of ours leaked into it beyond stdio (and what it opened itself).
-        fds = {int(x) for x in os.listdir(f"/proc/{child.pid}/fd")}
-        assert {0, 1, 2} <= fds
+        # (An "fds include 0, 1, 2" check held for any process: the inheritable
+        # pipe above is the real proof that no descriptor of ours leaked.)
         child.wait(timeout=30)
 
 
