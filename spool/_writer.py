@@ -37,14 +37,13 @@ if TYPE_CHECKING:
 
 __all__ = ["ERROR_PREFIX", "Writer", "split_errors"]
 
-# "locked" answers (each after a full lock_wait_ms) before appends stop
-# waiting for the write lock. Appending processes hold it for microseconds, so
-# one full wait already means a session holds it (an inspector's BEGIN); any
-# success ends it, and the rows parked meanwhile go with the next append.
-# Was 20, then 3: a short CLI run under an inspector's lock waited in
-# construction's config write and the first appends, then again at exit
-# (+274 ms, then +18.7 ms measured against a 10 ms target).
-_LOCKED_IN_A_ROW = 1
+# "locked" answers in a row (each after a full lock_wait_ms) before appends
+# stop waiting for the write lock. Appending processes hold it for
+# microseconds and rarely fail twice in a row; a session holding it (an
+# inspector's BEGIN) makes every call fail: after three, each track() and the
+# exit try once without waiting. Was 20: a short CLI run under an inspector's
+# lock then waited 5 ms per event and 200 ms more at exit (+274 ms measured).
+_LOCKED_IN_A_ROW = 3
 # While not waiting, every this many parked rows one append waits lock_wait_ms.
 _WAITED_TRY_EVERY = 64
 # How often appends retry opening a spool that was locked at open.
@@ -262,15 +261,14 @@ class Writer:
     def close_wait_ms(self) -> int:
         """How long the exit may wait for SQLite's write lock.
 
-        Appending processes hold it for microseconds at a time, so with no
-        "locked" answer seen the exit is worth the full ``close_wait_ms``: the
-        rows get written. A lock that already outlasted a full wait (a
-        ``sqlite3`` session, say) will not be let go in time: the host waited
-        once for it, so the exit tries once without waiting and counts the
-        parked rows ``locked``.
+        Appending processes hold it for microseconds at a time, so a short
+        run of "locked" answers is worth the full ``close_wait_ms``: the rows
+        get written. A lock that failed ``_LOCKED_IN_A_ROW`` waits in a row
+        (a ``sqlite3`` session, say) will not be let go in time: then the exit
+        waits only ``lock_wait_ms`` and counts the parked rows ``locked``.
         """
         held = self._contended or self._lock_failures >= _LOCKED_IN_A_ROW
-        return 0 if held else self.policy.close_wait_ms
+        return self.policy.lock_wait_ms if held else self.policy.close_wait_ms
 
     def run_locked(self, fn: Callable[[Spool], object], wait_ms: int = 50) -> object:
         """Run ``fn(spool)`` under the thread lock; None if unavailable. Never raises."""
