@@ -179,10 +179,13 @@ def bench_track_and_raw(n: int, tmp: Path, rounds: int = 10) -> dict[str, Any]:
         all_r += block_r
     t.close()
     conn.close()
+    t_stats, r_stats = pct(all_t), pct(all_r)
     return {
-        "track": pct(all_t),
-        "raw": pct(all_r),
+        "track": t_stats,
+        "raw": r_stats,
         "round_ratios": [round(r, 2) for r in ratios],
+        # Issue 11's targets: p50 <= 2x (goal 1.5x), p99 <= 1.2x, max <= 1x.
+        "ratios": {k: t_stats[k] / r_stats[k] for k in ("p50", "p99", "max")},
     }
 
 
@@ -384,6 +387,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
+    parser.add_argument("--no-hosts", action="store_true", help="skip scripts/bench_hosts.py")
     args = parser.parse_args()
     q = args.quick
     n = 5_000 if q else 30_000
@@ -398,6 +402,7 @@ def main() -> int:
         full = bench_track(n, tmp, 0.9)
         with Sinks() as sinks:
             results["track_vs_raw_round_ratios"] = interleaved["round_ratios"]
+            results["track_vs_raw"] = interleaved["ratios"]
             results["per_event"] = {
                 "telespool track(), empty spool": interleaved["track"],
                 "telespool track(), spool 90% full": full,
@@ -414,6 +419,15 @@ def main() -> int:
         results["drain"] = _drain(quick=q)
         print("disk ...", flush=True)
         results["disk"] = bench_disk(tmp, 100_000 if q else 1_000_000)
+    if not args.no_hosts:
+        # The real-host figures (issue 11) in the same run; their own file.
+        print("real hosts ...", flush=True)
+        from bench_hosts import run as run_hosts
+        from bench_hosts import write as write_hosts
+
+        results["hosts"] = run_hosts(quick=q)
+        if not q:
+            write_hosts(results["hosts"])
     report = render(results)
     Path(args.out).write_text(report, encoding="utf-8")
     (ROOT / "docs" / "performance.json").write_text(json.dumps(results, indent=2) + "\n")

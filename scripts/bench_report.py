@@ -161,6 +161,20 @@ def _call_path_verdicts(pe: dict[str, dict[str, float]]) -> list[str]:
             t["p50"] / raw["p50"] <= 2,
         ),
         (
+            "p99 ÷ raw insert",
+            "≤ 1.2×",
+            f"{t['p99'] / raw['p99']:.2f}×",
+            "1.00×",
+            t["p99"] / raw["p99"] <= 1.2,
+        ),
+        (
+            "max ÷ raw insert",
+            "≤ 1×",
+            f"{t['max'] / raw['max']:.2f}×",
+            "1.00×",
+            t["max"] / raw["max"] <= 1,
+        ),
+        (
             "p50, 90% full ÷ empty",
             "≤ 1.2×",
             f"{full['p50'] / t['p50']:.2f}×",

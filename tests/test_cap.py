@@ -96,3 +96,25 @@ def test_an_oversized_event_is_refused_and_counted(state_dir: Path) -> None:
         t.track("cli_command", cli_command="eval")
         status = t.status()
     assert status["dropped"].get("too_large", 0) >= 1
+
+
+def test_a_flood_at_the_cap_checkpoints_the_wal_under_the_writers_lock_only_when_pinned(
+    state_dir: Path,
+) -> None:
+    # Through a flood the file keeps the pages eviction freed, so file + WAL
+    # stays past high water: eviction must be asked on the pages in use. Asked
+    # on file + WAL, the helper found nothing to evict every few dozen events
+    # and ran a TRUNCATE checkpoint (fsyncs) under the lock the appends wait on.
+    with Telemetry("demo", "1.0.0", state_dir=state_dir, max_bytes=CAP) as t:
+        writer = t._writer
+        assert writer is not None and writer.spool is not None
+        on_writer: list[str] = []
+        conn = writer.spool.conn
+        conn.set_trace_callback(on_writer.append)  # appends and the helper's slices alike
+        for _ in range(6_000):  # about 3x what the cap holds; no reader pins the WAL
+            t.track("cli_command", cli_command="dashboard")
+        conn.set_trace_callback(None)
+        evicted = t.status()["dropped"].get("evicted", 0)
+    assert evicted > 0
+    truncates = [s for s in on_writer if "wal_checkpoint(TRUNCATE)" in s.replace(" ", "")]
+    assert not truncates, f"{len(truncates)} TRUNCATE checkpoints on the writer's connection"

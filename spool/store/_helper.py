@@ -43,8 +43,11 @@ __all__ = ["Helper"]
 # Rows deleted per eviction transaction: a fraction of a millisecond of write
 # lock here, so an append racing it waits well under lock_wait_ms.
 _EVICT_SLICE = 128
-# Free pages returned to the OS per incremental-vacuum transaction (each one
-# rewrites up to this many pages into the WAL, which counts towards the cap).
+# Free pages returned to the OS per incremental-vacuum transaction. Each
+# moved page rewrites about three pages into the WAL (itself, its parent and
+# a pointer-map page), which counts towards the cap: a slice is also kept to
+# an eighth of the WAL's soft budget, so at a small cap one slice cannot
+# carry the WAL past its share (64 pages wrote ~200 KiB, at a 512 KiB cap).
 _VACUUM_SLICE = 64
 # While appends flow, the helper looks for a pause this often: each look
 # costs the appending thread a GIL switch.
@@ -189,8 +192,9 @@ class Helper:
                 if job == "evict":
                     self._evict()
                     continue
-                if job == "wal":
-                    self._vacuum()  # takes busy per slice itself (it is not re-entrant)
+                if job == "wal" and not self._vacuum():  # takes busy per slice itself
+                    self._jobs["wal"] = True  # appends resumed: the rest in the next pause
+                    continue
                 with self.busy:
                     spool = self._open()
                     try:
@@ -241,9 +245,10 @@ class Helper:
                 misses += 1  # the writer's lock was busy throughout: try again
             elif n == 0:
                 if not evicted:
-                    # Over the high-water mark only because of the WAL (other
-                    # hosts' readers pinned it): a full checkpoint shrinks it.
-                    self._on_writer_spool(lambda spool: spool.truncate_wal())
+                    # Asked because the WAL is past its share (other hosts'
+                    # readers pinned it): a full checkpoint shrinks it. Only
+                    # then: it holds the writer's lock for a few fsyncs.
+                    self._on_writer_spool(_truncate_if_pinned)
                 break
             else:
                 evicted += int(n)  # type: ignore[call-overload]
@@ -254,15 +259,26 @@ class Helper:
             self._vacuum_due = True
             self._jobs["wal"] = True
 
-    def _vacuum(self) -> None:
+    def _vacuum(self) -> bool:
+        """Give freed pages back in slices; False if appends resumed first.
+
+        Under CPU contention a descheduled host looks like a pause: slices
+        holding the writer's lock then meet a flood, so stop at its first row.
+        """
         if not self._vacuum_due:
-            return
+            return True
+        seen = self._appends()
         while not self._stopping and not self._urgent():
-            more = self._on_writer_spool(lambda spool: spool.vacuum_slice(_VACUUM_SLICE))
+            if self._appends() != seen:
+                return False
+            more = self._on_writer_spool(
+                lambda spool: spool.vacuum_slice(_vacuum_pages(spool))
+            )
             if not more:
                 break
             self._yield()
         self._vacuum_due = False
+        return True
 
     def _yield(self) -> None:
         # Let appends in between slices: the GIL, briefly.
@@ -287,6 +303,15 @@ class Helper:
             spool.restart_wal()
         # Otherwise a reader (an uploader mid-batch) pins part of the WAL, or
         # appends resumed: a later round restarts it.
+
+
+def _truncate_if_pinned(spool: Spool) -> None:
+    if spool.wal_over_share():
+        spool.truncate_wal()
+
+
+def _vacuum_pages(spool: Spool) -> int:
+    return max(1, min(_VACUUM_SLICE, spool.wal_budget // (8 * spool.page_size)))
 
 
 def _children_running() -> bool:

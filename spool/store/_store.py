@@ -82,16 +82,27 @@ class Spool(Queue):
         self.policy = policy
         self._busy_ms = policy.lock_wait_ms if busy_ms is None else busy_ms
         # The WAL is checkpointed (off the call path) beyond wal_budget bytes.
-        self.wal_budget, self._wal_hard = wal_limits(policy)
+        self.wal_budget, self.wal_hard = wal_limits(policy)
         # Above this many bytes on disk (db + WAL) the oldest events are evicted:
         # room is left for the WAL at its hard limit, SQLite's own pages (64 KiB)
         # and the overshoot between size checks.
-        headroom = self._wal_hard + 64 * 1024 + 4 * policy.size_check_bytes
+        headroom = self.wal_hard + 64 * 1024 + 4 * policy.size_check_bytes
         self.high_water = max(policy.max_bytes - headroom, policy.max_bytes // 2)
-        # Past this the helper's eviction has fallen behind a flood: appends
-        # stop (counted under "cap") until it has made room, so db + WAL
-        # never pass the cap; the margin covers what lands between checks.
-        self.full_water = policy.max_bytes - max(policy.size_check_bytes, policy.max_bytes // 32)
+        # Eviction takes the pages in use down to evict_target once they pass
+        # evict_at, a quarter of the way up to high water: slices come spread
+        # through a flood, and the rest is room for the appends that land
+        # while the helper gets going (it is a thread: under CPU contention it
+        # can be late by a scheduler tick or more).
+        self.evict_target = int(self.high_water * policy.evict_to_fraction)
+        self.evict_at = self.evict_target + (self.high_water - self.evict_target) // 4
+        # Past full_at the helper has fallen behind a flood: appends stop
+        # (counted under "cap") until it made room. The file grows only when
+        # no free page is left, so it stays near full_at; the WAL keeps its
+        # hard share, SQLite's pages and one large commit their 64 KiB.
+        self.full_at = max(
+            policy.max_bytes - self.wal_hard - 64 * 1024 - policy.size_check_bytes,
+            self.high_water,
+        )
         self.page_size = PAGE_SIZE  # read from the file once open (older spools: 4 KiB)
         self._conn: sqlite3.Connection | None = None
         self._needs_open = False  # a forked child's re-open failed: retried on use
@@ -164,7 +175,7 @@ class Spool(Queue):
             self.page_size = int(page_size)
             # The maintainer thread checkpoints past wal_budget; SQLite's own
             # autocheckpoint (inline, in some append) is only the flood's limit.
-            conn.execute(f"PRAGMA wal_autocheckpoint = {int(self._wal_hard // self.page_size)}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {int(self.wal_hard // self.page_size)}")
             # A restarted WAL is cut back to the soft size: a flood's WAL is not kept.
             conn.execute(f"PRAGMA journal_size_limit = {int(self.wal_budget)}")
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
@@ -338,7 +349,7 @@ class Spool(Queue):
         WAL has its share of the cap), so eviction runs rarely, in bursts.
         """
         conn = self.conn
-        target = int(self.high_water * self.policy.evict_to_fraction)
+        target = self.evict_target
         used = self._used_bytes(conn)
         if used <= target:
             # Over only because of the WAL (a long reader can pin it):
@@ -372,6 +383,19 @@ class Spool(Queue):
         conn = self.conn
         if not conn.in_transaction:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def used_bytes(self) -> int:
+        """Bytes of pages in use: the file less the free pages appends will reuse.
+
+        Two PRAGMAs answered from page 1 (cached): cheap enough for the
+        writer's size check near the cap.
+        """
+        return self._used_bytes(self.conn)
+
+    def wal_over_share(self) -> bool:
+        """True when the WAL is past its hard limit (a reader pins it): only
+        a TRUNCATE checkpoint shrinks it then, not eviction."""
+        return self.wal_bytes() > self.wal_hard + self.policy.size_check_bytes
 
     def _used_bytes(self, conn: sqlite3.Connection) -> int:
         (pages,) = conn.execute("PRAGMA page_count").fetchone()

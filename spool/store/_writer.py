@@ -6,8 +6,8 @@ Wraps a ``Spool`` with what the host needs around it:
   never parks or drops a row (tests/test_host_threads.py);
 - the same bounded buffer when another *process* holds SQLite's write lock
   for longer than ``lock_wait_ms``; only that may drop rows (``locked``);
-- the cap: past the high-water mark the helper thread evicts, off the call
-  path; past ``full_water`` (the helper fell behind a flood) rows are counted
+- the cap: past ``evict_at`` the helper thread evicts, off the call path;
+  past ``full_at`` (the helper fell behind a flood) rows are counted
   under ``cap`` instead of written, so db + WAL never pass the cap;
 - fork safety: an at-fork hook quiesces the writer and its helper, so no
   telespool thread is inside SQLite when the process forks; the child opens
@@ -77,7 +77,7 @@ class Writer:
         # appending processes never gets there.
         self._contended = False
         self._lock_failures = 0
-        self._full = False  # past full_water: rows are counted "cap" until the helper made room
+        self._full = False  # past full_at: rows are counted "cap" until the helper made room
         # Under gevent there is no thread contention to mop up (greenlets do
         # not switch inside an append), and a green lock must not be taken
         # from the helper's real OS thread.
@@ -339,19 +339,30 @@ class Writer:
         )
 
     def _check_size(self, spool: Spool) -> None:
-        """Two stats on the call path; eviction and WAL work run on the helper."""
+        """Two stats on the call path (two PRAGMAs more near the cap); eviction
+        and WAL work run on the helper."""
         spool.unchecked_bytes = 0
         disk = spool.disk_bytes()
-        # Full only when the data itself is at the cap: a WAL that readers
-        # pinned past its share is the checkpoint's to shrink (the helper
-        # runs one), not a reason to lose events.
-        self._full = disk > spool.full_water and disk - spool.wal_bytes() > spool.high_water
-        if disk > spool.high_water:
-            self.helper.kick("evict")
+        if disk > spool.evict_at:
+            # Pages in use, not file + WAL: through a flood the file keeps the
+            # pages eviction freed (appends reuse them) and the WAL has its own
+            # share of the cap, so file + WAL stays past the mark after every
+            # eviction. Asked on that, the helper found nothing to evict every
+            # ~25 events and ran a TRUNCATE checkpoint under the writer's lock
+            # instead (calls over 1 ms at the cap: 9.5x the empty spool's).
+            used = spool.used_bytes()
+            # Full only when the data itself is at the cap: a WAL that readers
+            # pinned past its share is the checkpoint's to shrink (the helper
+            # runs one), not a reason to lose events.
+            self._full = used > spool.full_at
+            if used > spool.evict_at or spool.wal_over_share():
+                self.helper.kick("evict")
             # Near the cap, look 8x as often (still two stats per ~25 events),
             # so what lands between two checks cannot carry it past the cap.
             self._size_check_bytes = max(self.policy.size_check_bytes // 8, 1)
             return
+        # file + WAL bounds the pages in use from above: two stats suffice here.
+        self._full = False
         self._size_check_bytes = self.policy.size_check_bytes
         if spool.wal_bytes() > spool.wal_budget:
             self.helper.kick("wal")
