@@ -175,7 +175,8 @@ class Telemetry:
         self._writer = Writer(self.state_dir, self.policy, self._losses)
         self._live_writer = self._writer
         self._writer.run_locked(self._write_config)
-        self._writer.run_locked(self._expire_if_due)
+        policy = self.policy
+        self._writer.run_locked(lambda spool: spool.expire_if_due(policy.max_age_days))
         if self.endpoint is not None:
             # "Next start": drain what earlier runs left, if due (see _trigger);
             # after _write_config, so the child reads this run's endpoint. The
@@ -215,14 +216,6 @@ class Telemetry:
         if spool.get_meta(CONFIG_KEY) != config:  # a hand-edited row reads as None: rewritten
             spool.set_meta(CONFIG_KEY, config)
         take_bad_rows(spool, self._losses)
-
-    def _expire_if_due(self, spool: Spool) -> None:
-        # One indexed lookup of the oldest row; the full expiry scan runs only
-        # when something really is too old (and in every uploader pass).
-        oldest = spool.oldest_time()
-        max_age_s = self.policy.max_age_days * 86400.0
-        if oldest is not None and oldest < iso_time(time.time() - max_age_s):
-            spool.expire(max_age_s)
 
     def _after_fork_in_child(self) -> None:
         # A forked child is a new run: its events must not share the parent's run id.
