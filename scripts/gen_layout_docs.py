@@ -5,13 +5,15 @@
 
 Each module's job is the first line of its docstring, so the map a newcomer
 reads is the code's own account of itself and cannot drift from it (the test
-suite runs ``--check``).
+suite runs ``--check``: the modules and their jobs must match; line counts
+are a snapshot and may move between regenerations).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -53,13 +55,19 @@ def render() -> str:
     return _INTRO + "\n".join(rows) + "\n"
 
 
+def _without_counts(text: str) -> str:
+    return re.sub(r"^(\| `[^`]+` \| )\d+ \|", r"\1|", text, flags=re.M)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--check", action="store_true", help="exit 1 if docs/layout.md is stale")
     args = parser.parse_args()
     text = render()
     if args.check:
-        if not OUT.exists() or OUT.read_text(encoding="utf-8") != text:
+        if not OUT.exists() or _without_counts(OUT.read_text(encoding="utf-8")) != _without_counts(
+            text
+        ):
             print("docs/layout.md is stale: run scripts/gen_layout_docs.py", file=sys.stderr)
             return 1
         return 0

@@ -61,6 +61,7 @@ ERROR_KINDS = {
     "purge_incomplete": "a purge left a file behind",
     "status": "status() met an unexpected error (what it had read is returned)",
     "thread": "no helper thread could be started",
+    "fork": "quiescing the writer around a fork failed",
     "frozen": "a frozen app without uploader.freeze_support(): no uploader started",
     "no_python": "no interpreter to start the uploader with",
     "spawn": "starting the uploader failed",

@@ -230,6 +230,45 @@ FLUSH_GRACE_S = 2.0
 FLUSH_LOCK_WAIT_SHARE = 0.5
 
 
+# "locked" answers in a row (each after a full lock_wait_ms) before appends
+# stop waiting for the write lock. Appending processes hold it for
+# microseconds and rarely fail twice in a row; a session holding it (an
+# inspector's BEGIN) makes every call fail: after three, each track() and the
+# exit try once without waiting. Was 20: a short CLI run under an inspector's
+# lock then waited 5 ms per event and 200 ms more at exit (+274 ms measured).
+LOCKED_IN_A_ROW = 3
+# While not waiting, every this many parked rows one append waits lock_wait_ms.
+WAITED_TRY_EVERY = 64
+# How often appends retry opening a spool that was locked at open.
+REOPEN_EVERY_S = 0.1
+# The at-fork hook waits at most this long for a writer or helper mid-step.
+FORK_QUIESCE_S = 1.0
+# Rows deleted per eviction transaction: a fraction of a millisecond of write
+# lock here, so an append racing it waits well under lock_wait_ms.
+EVICT_SLICE = 128
+# Free pages returned to the OS per incremental-vacuum transaction. Each
+# moved page rewrites about three pages into the WAL (itself, its parent and
+# a pointer-map page), which counts towards the cap: a slice is also kept to
+# an eighth of the WAL's soft budget, so at a small cap one slice cannot
+# carry the WAL past its share (64 pages wrote ~200 KiB, at a 512 KiB cap).
+VACUUM_SLICE = 64
+# While appends flow, the helper looks for a pause this often: each look
+# costs the appending thread a GIL switch.
+BUSY_LOOK_S = 0.02
+# While an uploader child may still be running, wake this often to reap it.
+REAP_EVERY_S = 1.0
+# The helper is off the call path: it may wait for the host's brief writes.
+HELPER_BUSY_MS = 1000
+# Slices in a row for which the writer's lock could not be had before
+# eviction gives up until the next size check asks again.
+EVICT_MISSES = 50
+# Opening (construction) may wait this long for other processes setting up the
+# same spool; the call path re-opens with no wait at all (see Writer).
+OPEN_WAIT_S = 0.25
+# track() re-checks at most this often, however small trigger_interval_s is:
+# a check is a few SQLite reads, too dear for every call.
+MIN_TRACK_CHECK_S = 1.0
+
 # Every annotated class attribute above is a field (``__annotations__`` holds
 # their names as strings: no typing import needed to read them).
 Policy._fields = tuple(Policy.__annotations__)

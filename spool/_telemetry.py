@@ -391,19 +391,8 @@ class Telemetry:
 
     def _before_fork(self) -> object:
         writer = self._writer
-        if writer is None or self._closed:
-            return None
-        try:
-            return writer.before_fork()
-        except Exception:
-            self._count("error")
-            return None
+        return None if writer is None or self._closed else writer.before_fork()
 
     def _after_fork_in_parent(self, held: object) -> None:
-        writer = self._writer
-        if writer is None or held is None:
-            return
-        try:
-            writer.after_fork_in_parent(held)  # type: ignore[arg-type]
-        except Exception:
-            self._count("error")
+        if self._writer is not None and isinstance(held, tuple):
+            self._writer.after_fork_in_parent(held)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,3 +130,21 @@ def test_every_reason_the_code_counts_is_in_the_catalogue() -> None:
         and not reason.startswith("error.upload_")
     }
     assert not unknown, f"counted but not in spool/_losses.py's catalogue: {unknown}"
+def test_no_module_is_over_400_lines() -> None:
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in _modules().values()
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, long
+
+
+def test_docs_layout_md_is_current() -> None:
+    """docs/layout.md is generated from the modules' docstrings and sizes."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_layout_docs.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr

@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from .._policy import Policy
+from .._policy import MIN_TRACK_CHECK_S, Policy
 from ..install import _serverless
 from ..store._rows import UPLOAD_KEY
 from ..store._sqlite import transaction
@@ -34,9 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Trigger", "spawn_veto"]
 
-# track() re-checks at most this often, however small trigger_interval_s is:
-# a check is a few SQLite reads, too dear for every call.
-_MIN_TRACK_CHECK_S = 1.0
 def spawn_veto(has_events: bool, state: dict[str, Any], now: float, policy: Policy) -> str | None:
     """Why not to spawn now (``empty``, ``backoff``, ``interval``, ``serverless``), or None."""
     if _serverless.platform(os.environ):
@@ -70,7 +67,7 @@ class Trigger:
         self.skipped: dict[str, int] = {}
         self._note_error = note_error
         self._tracked = 0
-        self._check_every = max(policy.trigger_interval_s, _MIN_TRACK_CHECK_S)
+        self._check_every = max(policy.trigger_interval_s, MIN_TRACK_CHECK_S)
         self._next_check = time.monotonic() + self._check_every
 
     def tick(self) -> bool:

@@ -4,7 +4,7 @@
 waiting. The helper then does, on its own SQLite connection:
 
 - ``evict``: the cap was reached. Oldest events go first, in slices of
-  ``_EVICT_SLICE`` rows, each one short transaction, so an append waits at
+  ``EVICT_SLICE`` rows, each one short transaction, so an append waits at
   most one slice (and never more than ``lock_wait_ms``); freed pages go
   back to the OS in slices too. This runs at once, not in a pause: a flood
   with no pause must still stay under the cap.
@@ -27,7 +27,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._losses import Losses
-from .._policy import Policy
+from .._policy import (
+    BUSY_LOOK_S,
+    EVICT_MISSES,
+    EVICT_SLICE,
+    HELPER_BUSY_MS,
+    REAP_EVERY_S,
+    VACUUM_SLICE,
+    Policy,
+)
 from .._threads import os_sleep, os_thread_api
 from ..launch import _spawn, _trigger
 from ._sqlite import classify_error
@@ -39,27 +47,6 @@ if TYPE_CHECKING:
     from typing import Callable
 
 __all__ = ["Helper"]
-
-# Rows deleted per eviction transaction: a fraction of a millisecond of write
-# lock here, so an append racing it waits well under lock_wait_ms.
-_EVICT_SLICE = 128
-# Free pages returned to the OS per incremental-vacuum transaction. Each
-# moved page rewrites about three pages into the WAL (itself, its parent and
-# a pointer-map page), which counts towards the cap: a slice is also kept to
-# an eighth of the WAL's soft budget, so at a small cap one slice cannot
-# carry the WAL past its share (64 pages wrote ~200 KiB, at a 512 KiB cap).
-_VACUUM_SLICE = 64
-# While appends flow, the helper looks for a pause this often: each look
-# costs the appending thread a GIL switch.
-_BUSY_LOOK_S = 0.02
-# While an uploader child may still be running, wake this often to reap it.
-_REAP_EVERY_S = 1.0
-# The helper is off the call path: it may wait for the host's brief writes.
-_HELPER_BUSY_MS = 1000
-
-# Slices in a row for which the writer's lock could not be had before
-# eviction gives up until the next size check asks again.
-_EVICT_MISSES = 50
 
 JOBS = ("evict", "trigger", "drain", "wal")
 
@@ -162,7 +149,7 @@ class Helper:
     def _loop(self) -> None:
         try:
             while not self._stopping:
-                self._wake.acquire(timeout=_REAP_EVERY_S if _children_running() else -1)
+                self._wake.acquire(timeout=REAP_EVERY_S if _children_running() else -1)
                 _reap_children()
                 if self._stopping:
                     return
@@ -218,7 +205,7 @@ class Helper:
     def _open(self) -> Spool:
         if self._spool is None:
             # Never recovers a corrupt file: that is the writer's job, on its own connection.
-            self._spool = Spool(self._state_dir, self._policy, busy_ms=_HELPER_BUSY_MS)
+            self._spool = Spool(self._state_dir, self._policy, busy_ms=HELPER_BUSY_MS)
         return self._spool
 
     def _close_spool(self) -> None:
@@ -239,8 +226,8 @@ class Helper:
     def _evict(self) -> None:
         evicted = 0
         misses = 0
-        while not self._stopping and misses < _EVICT_MISSES:
-            n = self._on_writer_spool(lambda spool: spool.evict_slice(_EVICT_SLICE))
+        while not self._stopping and misses < EVICT_MISSES:
+            n = self._on_writer_spool(lambda spool: spool.evict_slice(EVICT_SLICE))
             if n is None:
                 misses += 1  # the writer's lock was busy throughout: try again
             elif n == 0:
@@ -294,7 +281,7 @@ class Helper:
             if self._appends() == seen:
                 return True
             # Appends are flowing: look again later rather than every idle_s.
-            self._wake.acquire(timeout=_BUSY_LOOK_S)
+            self._wake.acquire(timeout=BUSY_LOOK_S)
         return False
 
     @staticmethod
@@ -311,7 +298,7 @@ def _truncate_if_pinned(spool: Spool) -> None:
 
 
 def _vacuum_pages(spool: Spool) -> int:
-    return max(1, min(_VACUUM_SLICE, spool.wal_budget // (8 * spool.page_size)))
+    return max(1, min(VACUUM_SLICE, spool.wal_budget // (8 * spool.page_size)))
 
 
 def _children_running() -> bool:

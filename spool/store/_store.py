@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .._policy import Policy
+from .._policy import OPEN_WAIT_S, Policy
 from ._limits import Limits
 from ._migrations import migrate
 from ._paths import DB_NAME, UnsafeStateDir, check_regular_or_absent, secure_create
@@ -38,10 +38,6 @@ PAGE_SIZE = 1024
 
 
 
-
-# Opening (construction) may wait this long for other processes setting up the
-# same spool; the call path re-opens with no wait at all (see Writer).
-_OPEN_WAIT_S = 0.25
 
 
 def wal_limits(policy: Policy) -> tuple[int, int]:
@@ -70,7 +66,7 @@ class Spool(Limits, Queue):
         policy: Policy,
         *,
         busy_ms: int | None = None,
-        open_wait_s: float = _OPEN_WAIT_S,
+        open_wait_s: float = OPEN_WAIT_S,
         recover: bool = True,
     ) -> None:
         self.state_dir = state_dir

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections import deque
 from pathlib import Path
 
 from .._losses import ERROR_PREFIX, Losses, split_errors
-from .._policy import Policy
+from .._policy import FORK_QUIESCE_S, LOCKED_IN_A_ROW, REOPEN_EVERY_S, WAITED_TRY_EVERY, Policy
 from .._threads import green_patched, os_thread_api
+from ._closing import Closing
 from ._helper import Helper
+from ._parked import Parked
 from ._paths import UnsafeStateDir
 from ._rows import Row
-from ._sidecar import append_losses, take_losses
+from ._sidecar import take_losses
 from ._sqlite import classify_error
 from ._store import Spool
 
@@ -39,22 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ERROR_PREFIX", "Writer", "split_errors"]
 
-# "locked" answers in a row (each after a full lock_wait_ms) before appends
-# stop waiting for the write lock. Appending processes hold it for
-# microseconds and rarely fail twice in a row; a session holding it (an
-# inspector's BEGIN) makes every call fail: after three, each track() and the
-# exit try once without waiting. Was 20: a short CLI run under an inspector's
-# lock then waited 5 ms per event and 200 ms more at exit (+274 ms measured).
-_LOCKED_IN_A_ROW = 3
-# While not waiting, every this many parked rows one append waits lock_wait_ms.
-_WAITED_TRY_EVERY = 64
-# How often appends retry opening a spool that was locked at open.
-_REOPEN_EVERY_S = 0.1
-# The at-fork hook waits at most this long for a writer or helper mid-step.
-_FORK_QUIESCE_S = 1.0
 
-
-class Writer:
+class Writer(Closing):
     def __init__(self, state_dir: Path, policy: Policy, losses: Losses | None = None) -> None:
         self.state_dir = state_dir
         self.policy = policy
@@ -69,7 +56,7 @@ class Writer:
         # In-process contention lasts microseconds (one INSERT): wait for it,
         # bounded, rather than park; parking is for another process's lock.
         self._lock_wait_s = policy.lock_wait_ms / 1000.0
-        self._buffer: deque[Row] = deque()
+        self._buffer = Parked(policy.buffer_events)
         # After many "locked" answers in a row (another process has held the
         # write lock for > 20 x lock_wait_ms), appends stop waiting (busy
         # timeout 0) until one succeeds: a lock held for minutes then costs each
@@ -110,7 +97,7 @@ class Writer:
             # Another thread has held the lock for lock_wait_ms: it is waiting
             # on another *process's* SQLite lock. Park the row; it goes with
             # the next append (or the helper writes it).
-            self._park([row])
+            self._buffer.park([row], self.losses)
             if self._helper_drains:
                 self.helper.kick("drain")
             return
@@ -143,10 +130,10 @@ class Writer:
         """The spool could not be opened because it was locked: park the row,
         and now and then try to open it again, without waiting."""
         if not self._lock.acquire(False):
-            self._park([row])
+            self._buffer.park([row], self.losses)
             return
         try:
-            self._park([row])
+            self._buffer.park([row], self.losses)
             if time.monotonic() >= self._reopen_at and self._reopen(wait_s=0.0):
                 self._write_parked()
         finally:
@@ -154,7 +141,7 @@ class Writer:
 
     def _reopen(self, wait_s: float) -> bool:
         """Try to open a spool that was locked at open; True when it is open."""
-        self._reopen_at = time.monotonic() + _REOPEN_EVERY_S
+        self._reopen_at = time.monotonic() + REOPEN_EVERY_S
         try:
             self.spool = Spool(self.state_dir, self.policy, open_wait_s=wait_s)
         except (UnsafeStateDir, sqlite3.Error, OSError) as exc:
@@ -169,7 +156,7 @@ class Writer:
         spool = self.spool
         assert spool is not None
         try:
-            self._flush_buffer(spool)
+            self._buffer.write_to(spool)
             self._flush_drops(spool)
             self._lock_failures = 0
         except Exception as exc:  # classified and counted, never raised
@@ -186,91 +173,6 @@ class Writer:
     @property
     def errors(self) -> dict[str, int]:
         return self.losses.errors_seen()
-
-    def sync(self, wait_ms: int | None = None, deadline: float | None = None) -> bool:
-        """Write parked rows and pending counts, waiting at most ``wait_ms`` in
-        all (and never past ``deadline``, a monotonic time); True when done.
-
-        Called at close/atexit, by status() and before an upload, where a
-        short bounded wait for another process's write lock is acceptable.
-        """
-        wait_s = (self.policy.close_wait_ms if wait_ms is None else wait_ms) / 1000.0
-        end = time.monotonic() + wait_s
-        if deadline is not None:
-            end = min(end, deadline)
-        if self.spool is None and self.fault == "locked":
-            # Parked rows from a spool locked at open: one bounded try to open it.
-            if not self._lock.acquire(timeout=max(end - time.monotonic(), 0.001)):
-                return False
-            try:
-                self._reopen(max(end - time.monotonic(), 0.0))
-            finally:
-                self._lock.release()
-        spool = self.spool
-        if spool is None:
-            return False
-        if not self._lock.acquire(timeout=max(end - time.monotonic(), 0.001)):
-            return False
-        try:
-            while True:
-                try:
-                    self._flush_buffer(spool)
-                    self._flush_drops(spool)
-                    self._lock_failures = 0
-                    if self._contended:
-                        self._set_contended(spool, False)
-                    return True
-                except sqlite3.Error as exc:
-                    reason = classify_error(exc)
-                    if reason != "locked" or time.monotonic() >= end:
-                        self._handle_error(exc, [])
-                        return False
-                    time.sleep(0.002)
-        finally:
-            self._lock.release()
-
-    def close(self, deadline: float | None = None) -> None:
-        """Stop the helper, write what is parked, release the spool: all by
-        ``deadline`` (monotonic; default ``close_wait_ms`` from now).
-
-        Rows SQLite cannot take in time are counted under ``locked``, and
-        counts it cannot take go to the sidecar: nothing leaves uncounted.
-        """
-        if deadline is None:
-            deadline = time.monotonic() + self.policy.close_wait_ms / 1000.0
-        self.helper.stop(max(deadline - time.monotonic(), 0.0))
-        self.sync(wait_ms=self.close_wait_ms(), deadline=deadline)
-        got = self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.001))
-        try:
-            if self._buffer:
-                self.losses.add("locked", len(self._buffer))
-                self._buffer.clear()
-            spool = self.spool
-            if spool is not None and self.losses:
-                try:
-                    self._flush_drops(spool)
-                except Exception:
-                    pass  # to the sidecar below
-            leftover = self.losses.take()
-            if leftover and not append_losses(self.state_dir, leftover):
-                self.losses.restore(leftover)  # still shown by status() in this process
-            if spool is not None and got:
-                spool.close()
-        finally:
-            if got:
-                self._lock.release()
-
-    def close_wait_ms(self) -> int:
-        """How long the exit may wait for SQLite's write lock.
-
-        Appending processes hold it for microseconds at a time, so a short
-        run of "locked" answers is worth the full ``close_wait_ms``: the rows
-        get written. A lock that failed ``_LOCKED_IN_A_ROW`` waits in a row
-        (a ``sqlite3`` session, say) will not be let go in time: then the exit
-        waits only ``lock_wait_ms`` and counts the parked rows ``locked``.
-        """
-        held = self._contended or self._lock_failures >= _LOCKED_IN_A_ROW
-        return self.policy.lock_wait_ms if held else self.policy.close_wait_ms
 
     def run_locked(self, fn: Callable[[Spool], object], wait_ms: int = 50) -> object:
         """Run ``fn(spool)`` under the thread lock; None if unavailable. Never raises."""
@@ -304,11 +206,11 @@ class Writer:
                 return
         rows = [row]
         if self._buffer:
-            if self._contended and len(self._buffer) % _WAITED_TRY_EVERY == 0:
+            if self._contended and len(self._buffer) % WAITED_TRY_EVERY == 0:
                 # Every so many parked rows, one bounded wait for the lock:
                 # a few ms now and then beats a full buffer losing events.
                 self._set_contended(spool, False)
-            rows = self._take_buffer() + rows
+            rows = self._buffer.take() + rows
         try:
             spool.append(rows)
         except Exception as exc:  # classified and counted, never raised
@@ -373,12 +275,12 @@ class Writer:
         if reason == "locked":
             self._lock_failures += 1
             if (
-                self._lock_failures >= _LOCKED_IN_A_ROW
+                self._lock_failures >= LOCKED_IN_A_ROW
                 and not self._contended
                 and self.spool is not None
             ):
                 self._set_contended(self.spool, True)
-            self._park(rows)
+            self._buffer.park(rows, self.losses)
             return
         if reason == "corrupt" and self.spool is not None:
             try:
@@ -398,42 +300,6 @@ class Writer:
         except Exception as exc:  # classified and counted, never raised
             self.note_error(_reason(exc))
 
-    def _park(self, rows: list[Row]) -> None:
-        room = max(self.policy.buffer_events - len(self._buffer), 0)
-        self._buffer.extend(rows[:room])  # deque.extend: atomic under the GIL
-        if len(rows) > room:
-            self.losses.add("locked", len(rows) - room)
-
-    def _take_buffer(self) -> list[Row]:
-        rows: list[Row] = []
-        while self._buffer:
-            try:
-                rows.append(self._buffer.popleft())
-            except IndexError:  # pragma: no cover - emptied by another thread
-                break
-        return rows
-
-    def _flush_buffer(self, spool: Spool) -> None:
-        if not self._buffer:
-            return
-        rows = self._take_buffer()
-        try:
-            spool.append(rows)
-        except sqlite3.Error:
-            # Put them back in order; the caller decides whether to retry.
-            self._buffer.extendleft(reversed(rows))
-            raise
-
-    def _flush_drops(self, spool: Spool) -> None:
-        counts = self.losses.take()
-        if not counts:
-            return
-        try:
-            spool.add_drops(counts)
-        except BaseException:
-            self.losses.restore(counts)
-            raise
-
     def _set_fault(self, exc: BaseException) -> None:
         self.fault = _reason(exc)
         self.note_error(self.fault)
@@ -445,25 +311,32 @@ class Writer:
     # -- fork ------------------------------------------------------------------------
     def before_fork(self) -> tuple[bool, bool]:
         """Quiesce: wait (bounded) until neither an append nor the helper is
-        inside SQLite, and keep them out until the fork is done."""
-        wrote = self._lock.acquire(timeout=_FORK_QUIESCE_S)
-        helped = self.helper.before_fork(_FORK_QUIESCE_S)
-        return wrote, helped
+        inside SQLite, and keep them out until the fork is done. Never raises."""
+        try:
+            wrote = self._lock.acquire(timeout=FORK_QUIESCE_S)
+            helped = self.helper.before_fork(FORK_QUIESCE_S)
+            return wrote, helped
+        except Exception:
+            self.losses.error("fork")
+            return False, False
 
     def after_fork_in_parent(self, held: tuple[bool, bool]) -> None:
-        wrote, helped = held
-        self.helper.after_fork_in_parent(helped)
-        if wrote:
-            self._lock.release()
-        if self._buffer and self._helper_drains:
-            self.helper.kick("drain")  # rows parked by other threads during the fork
+        try:
+            wrote, helped = held
+            self.helper.after_fork_in_parent(helped)
+            if wrote:
+                self._lock.release()
+            if self._buffer and self._helper_drains:
+                self.helper.kick("drain")  # rows parked by other threads during the fork
+        except Exception:
+            self.losses.error("fork")
 
     def after_fork_in_child(self) -> None:
         """Called by the facade's at-fork hook in the child process."""
         # Locks held at fork time would never be released in the child; the
         # parent's parked rows and pending counts belong to the parent.
         self._lock = self._new_lock()
-        self._buffer = deque()
+        self._buffer = Parked(self.policy.buffer_events)
         self.losses.after_fork_in_child()
         self.helper.abandon_after_fork()
         self.helper = self._new_helper()

@@ -1,0 +1,57 @@
+"""Rows held in memory while another process holds SQLite's write lock.
+
+Bounded (``buffer_events``): what does not fit is counted ``locked``, never
+silently lost, and so is whatever is still parked when the exit's deadline
+passes (tests/test_call_path_faults.py, tests/test_host_exit_and_stalls.py).
+A ``deque`` underneath, so the call path's ``if parked:`` and ``extend`` stay
+C-speed and atomic under the GIL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import deque
+
+from .._losses import Losses
+from ._rows import Row
+from ._store import Spool
+
+__all__ = ["Parked"]
+
+
+class Parked(deque[Row]):
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def park(self, rows: list[Row], losses: Losses) -> None:
+        room = max(self.limit - len(self), 0)
+        self.extend(rows[:room])  # deque.extend: atomic under the GIL
+        if len(rows) > room:
+            losses.add("locked", len(rows) - room)
+
+    def take(self) -> list[Row]:
+        rows: list[Row] = []
+        while self:
+            try:
+                rows.append(self.popleft())
+            except IndexError:  # pragma: no cover - emptied by another thread
+                break
+        return rows
+
+    def write_to(self, spool: Spool) -> None:
+        """Append every parked row; on a SQLite error they are put back, in order."""
+        if not self:
+            return
+        rows = self.take()
+        try:
+            spool.append(rows)
+        except sqlite3.Error:
+            self.extendleft(reversed(rows))  # the caller decides whether to retry
+            raise
+
+    def count_lost(self, losses: Losses) -> None:
+        """At the exit's deadline: what SQLite never took is counted ``locked``."""
+        if self:
+            losses.add("locked", len(self))
+            self.clear()
