@@ -429,10 +429,24 @@ def main() -> int:
         if not q:
             write_hosts(results["hosts"])
     report = render(results)
-    Path(args.out).write_text(report, encoding="utf-8")
+    out = Path(args.out)
+    if out.exists():
+        report += _other_scripts_sections(out.read_text(encoding="utf-8"), report)
+    out.write_text(report, encoding="utf-8")
     (ROOT / "docs" / "performance.json").write_text(json.dumps(results, indent=2) + "\n")
     print(report)
     return 0
+
+
+def _other_scripts_sections(old: str, new: str) -> str:
+    """Sections of the old file this run does not write (scripts/bench_seed.py's)."""
+    ours = {line for line in new.splitlines() if line.startswith("## ")}
+    kept: list[str] = []
+    for chunk in ("\n" + old).split("\n## ")[1:]:
+        heading = "## " + chunk.splitlines()[0]
+        if heading not in ours and not heading.startswith("## Real hosts"):
+            kept.append("\n" + heading + chunk[len(chunk.splitlines()[0]):].rstrip("\n") + "\n")
+    return "".join(kept)
 
 
 def _drain(quick: bool) -> dict[str, Any]:

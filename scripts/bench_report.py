@@ -89,6 +89,8 @@ def render(r: dict[str, Any]) -> str:
     if r.get("drain"):
         out += _drain(r["drain"])
     out += _disk(r["disk"])
+    if r.get("hosts"):
+        out += _hosts(r["hosts"], r.get("track_vs_raw") or {})
     out += NOTES.splitlines()
     return "\n".join(out) + "\n"
 
@@ -266,3 +268,85 @@ def _disk(dk: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def _hosts(h: dict[str, Any], vs_raw: dict[str, Any]) -> list[str]:
+    """The real-host figures (issue 11), each against its target, from bench_hosts.run()."""
+    load = ", ".join(f"{x:.1f}" for x in h.get("load_average", []))
+    lines = [
+        "## Real hosts (`scripts/bench_hosts.py`, in the same run)",
+        "",
+        f"Load average at the end: {load}. Raw figures in `docs/performance-hosts.json`.",
+        "",
+        "| figure | target | measured | verdict |",
+        "|---|---|---|---|",
+    ]
+    if vs_raw:
+        for key, target in (("p50", 2.0), ("p99", 1.2), ("max", 1.0)):
+            ratio = vs_raw.get(key)
+            if isinstance(ratio, (int, float)):
+                lines.append(
+                    _row([f"`track()` ÷ raw sqlite3 insert, {key}", f"≤ {target:g}×",
+                          f"{ratio:.2f}×", _verdict(ratio <= target)])
+                )
+    t = h["threads"]
+    names = [k for k in ("4_threads", "8_threads", "32_threads") if k in t]
+    drops = [t[k]["dropped"] for k in names]
+    p50s = [t[k]["p50_ratio_to_single"] for k in names]
+    lines.append(_row(["thread bursts (4, 8, 32): events dropped", "0",
+                       ", ".join(str(d) for d in drops), _verdict(not any(drops))]))
+    lines.append(_row(["thread bursts: p50 ÷ single-thread p50", "≤ 2×",
+                       ", ".join(f"{x:.2f}×" for x in p50s), _verdict(max(p50s) <= 2)]))
+    c = h["cap"]
+    lines.append(_row(["flood of 3× the cap: max ÷ empty-spool max", "≤ 2×",
+                       f"{c['max_ratio']:.2f}×", _verdict(c["max_ratio"] <= 2)]))
+    lines.append(_row(["flood at the cap: calls > 1 ms per 10k ÷ empty spool (32× cap)", "≤ 2×",
+                       f"{c['at_cap']['over_1ms_per_10k']:.1f} ÷ "
+                       f"{c['empty']['over_1ms_per_10k']:.1f} = {c['over_1ms_ratio']:.2f}×",
+                       _verdict(c["over_1ms_ratio"] <= 2)]))
+    if "over_1ms_ratio_same_cap" in c:
+        lines.append(_row(["the same ÷ an empty spool of the same cap", "≤ 2×",
+                           f"{c['over_1ms_ratio_same_cap']:.2f}×",
+                           _verdict(c["over_1ms_ratio_same_cap"] <= 2)]))
+    lines.append(_row(["flood at the cap: peak database + WAL", "≤ cap",
+                       f"{c['peak_disk_bytes']:,} ≤ {c['cap_bytes']:,} bytes",
+                       _verdict(c["peak_disk_bytes"] <= c["cap_bytes"])]))
+    sp = h["spawns"]
+    lines.append(_row([f"long-lived host, {sp['spawning']['spawns']} spawns: max ÷ no-endpoint max",
+                       "≤ 1×", f"{sp['max_ratio']:.2f}×", _verdict(sp["max_ratio"] <= 1)]))
+    e = h["exit_locked"]
+    lines.append(_row(["exit under a `sqlite3` session's lock, over an unlocked exit",
+                       "≤ lock_wait_ms + 5 ms = 10 ms", f"+{e['delay_ms']:.1f} ms",
+                       _verdict(e["delay_ms"] <= 10)]))
+    lines.append(_row(["exit under the lock: every event stored or counted", "all",
+                       f"{e['tracked']} tracked: {e['stored']} stored + {e['counted_locked']}"
+                       " counted `locked`",
+                       _verdict(e["stored"] + e["counted_locked"] >= e["tracked"])]))
+    g = h["gevent"]
+    lines.append(_row(["gevent: hub's worst stall with telemetry ÷ without", "≤ 2×",
+                       f"{g['with_worst_stall_ms']:.1f} ÷ {g['without_worst_stall_ms']:.1f} ms"
+                       f" = {g['ratio']:.2f}×", _verdict(g["ratio"] <= 2)]))
+    lines += ["", HOSTS_NOTES, ""]
+    return lines
+
+
+HOSTS_NOTES = """\
+Why the misses are what they are (investigated; see docs/reliability.md for the
+promises the tests pin):
+- **Calls over 1 ms at the cap, against the 32×-cap baseline.** At a 4 MiB cap
+  the WAL's share is 1 MiB, so a no-pause flood checkpoints inline about every
+  400 events (two fsyncs), whether the spool is full or empty: an empty spool of
+  the same cap pays the same (the "same cap" row). The 32×-cap baseline has a
+  32 MiB WAL and checkpoints about twice in the whole flood.
+- **Exit under a session's lock.** Appends stop waiting after
+  `LOCKED_IN_A_ROW` (3) full `lock_wait_ms` waits; construction and the first
+  appends pay those. One wait was tried and reverted: with 100 forked children
+  appending at once, one wait is no proof of a session's lock (events were lost).
+- **Spawns and gevent.** The spawn runs on the helper thread, never in
+  `track()` (an audit-hook test proves it), and the helper is a real OS thread
+  under gevent; what the max still shows is the uploader child's Python start-up
+  and the helper's fsyncs competing for 2 cores."""
