@@ -33,3 +33,17 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
     return tmp_path / "state"
+
+
+@pytest.fixture
+def no_uploader_left() -> Iterator[None]:
+    """Wait for every uploader the test's hosts spawned, so none outlives its tmp_path."""
+    yield
+    from spool.launch import _spawn
+
+    for child in list(_spawn._CHILDREN):
+        try:
+            child.wait(timeout=30)
+        except Exception:
+            child.kill()
+    _spawn._CHILDREN.clear()

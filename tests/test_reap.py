@@ -17,15 +17,7 @@ from tests.servers import meta, refused_port, wait_for
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
 
-@pytest.fixture(autouse=True)
-def no_children_left() -> object:
-    yield
-    for child in list(_spawn._CHILDREN):
-        try:
-            child.wait(timeout=30)
-        except Exception:
-            child.kill()
-    _spawn._CHILDREN.clear()
+pytestmark = pytest.mark.usefixtures("no_uploader_left")
 
 
 def proc_state(pid: int) -> str | None:

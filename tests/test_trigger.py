@@ -17,16 +17,7 @@ from tests.servers import Blackhole, collector, meta, queued, refused_port, wait
 NOW = 1_800_000_000.0
 
 
-@pytest.fixture(autouse=True)
-def reap_children() -> object:
-    yield
-    # Wait for every uploader a test started, so none outlives its tmp_path.
-    for child in list(_spawn._CHILDREN):
-        try:
-            child.wait(timeout=30)
-        except Exception:
-            child.kill()
-    _spawn._CHILDREN.clear()
+pytestmark = pytest.mark.usefixtures("no_uploader_left")
 
 
 def test_veto_when_nothing_is_queued() -> None:
