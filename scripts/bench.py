@@ -388,6 +388,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
     parser.add_argument("--no-hosts", action="store_true", help="skip scripts/bench_hosts.py")
+    parser.add_argument(
+        "--no-seed", action="store_true", help="skip scripts/bench_seed.py (getpatter's client)"
+    )
     args = parser.parse_args()
     q = args.quick
     n = 5_000 if q else 30_000
@@ -433,6 +436,17 @@ def main() -> int:
     if out.exists():
         report += _other_scripts_sections(out.read_text(encoding="utf-8"), report)
     out.write_text(report, encoding="utf-8")
+    if not args.no_seed and not q:
+        # Side by side with getpatter 0.7.0's TelemetryClient, in the same run
+        # (issue 12); it replaces only its own section of the file just written.
+        print("getpatter's TelemetryClient ...", flush=True)
+        from bench_seed import publish as publish_seed
+        from bench_seed import run as run_seed
+
+        results["seed"] = run_seed(quick=q)
+        if out == ROOT / "docs" / "performance.md":
+            publish_seed(results["seed"])
+            report = out.read_text(encoding="utf-8")
     (ROOT / "docs" / "performance.json").write_text(json.dumps(results, indent=2) + "\n")
     print(report)
     return 0

@@ -421,17 +421,15 @@ def write_section(text: str) -> None:
     path.write_text(doc, encoding="utf-8")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
-    args = parser.parse_args()
-    runs = 3 if args.quick else 7
+def run(quick: bool) -> dict[str, Any]:
+    """Every side-by-side figure; scripts/bench.py calls this in a full run too."""
+    runs = 3 if quick else 7
     getpatter_seed.fetch()
     results: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
     with tempfile.TemporaryDirectory(prefix="bench-seed-") as d:
         tmp = Path(d)
         print("per-event cost ...", flush=True)
-        results["per_event"] = per_event(5_000 if args.quick else 30_000, tmp, 10)
+        results["per_event"] = per_event(5_000 if quick else 30_000, tmp, 10)
         print("import cost ...", flush=True)
         results["import"] = import_ms(runs * 2, tmp)
         with Endpoints() as ep:
@@ -453,10 +451,22 @@ def main() -> int:
                 for kind in HOSTS
             }
     results["offline_backoff_s"] = [round(b, 1) for b in BACKOFFS]
+    return results
+
+
+def publish(results: dict[str, Any]) -> str:
+    """docs/performance-seed.json, and this script's section of docs/performance.md."""
     (ROOT / "docs" / "performance-seed.json").write_text(json.dumps(results, indent=2) + "\n")
     text = render(results)
     write_section(text)
-    print(text)
+    return text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    args = parser.parse_args()
+    print(publish(run(quick=args.quick)))
     return 0
 
 
