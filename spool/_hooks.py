@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import weakref
 
 TYPE_CHECKING = False
@@ -54,7 +55,35 @@ def register(t: Hooked) -> None:
     _REGISTERED = True
 
 
+class _MpToken:
+    """What ``multiprocessing.util.register_after_fork`` holds (it keeps a weak reference)."""
+
+
+_MP_TOKEN = _MpToken()
+_MP_HOOKED = [False]
+
+
+def _hook_multiprocessing() -> None:
+    # A multiprocessing worker (Pool, Process) ends with os._exit after its
+    # own exit function: atexit never runs there, so parked rows and pending
+    # counts would vanish. multiprocessing runs its finalizers first; it clears
+    # them at the worker's start, so ours is added from its after-fork hook.
+    # Only if the host already imported it: telespool never imports it.
+    util = sys.modules.get("multiprocessing.util")
+    if util is None or _MP_HOOKED[0]:
+        return
+    util.register_after_fork(_MP_TOKEN, _in_multiprocessing_child)
+    _MP_HOOKED[0] = True
+
+
+def _in_multiprocessing_child(_token: object) -> None:
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.Finalize(None, _close_all, exitpriority=10)
+
+
 def _before_fork_all() -> None:
+    _hook_multiprocessing()
     for t in list(_LIVE):
         _FORK_HELD.append((t, t._before_fork()))
 

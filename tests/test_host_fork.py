@@ -117,8 +117,13 @@ if __name__ == "__main__":
         th = threading.Thread(target=churn)
         th.start()
     ctx = mp.get_context(method)
-    with ctx.Pool(4) as pool:
-        total = sum(pool.map(work, [(state, 50)] * 16))
+    # close() + join(): the workers end as they do in a host that shuts its
+    # pool down. (The context manager's terminate() SIGTERMs them: a kill, and
+    # a killed process's rows still parked in memory are lost like any kill's.)
+    pool = ctx.Pool(4)
+    total = sum(pool.map(work, [(state, 50)] * 16))
+    pool.close()
+    pool.join()
     if method == "fork":
         stop.set()
         th.join()
