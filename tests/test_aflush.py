@@ -13,7 +13,7 @@ import asyncio
 from pathlib import Path
 
 from spool import FlushResult, Telemetry
-from tests.servers import Blackhole, collector
+from tests.servers import Blackhole, collector, wait_for
 
 
 def test_the_loop_keeps_running_while_aflush_waits(state_dir: Path) -> None:
@@ -42,7 +42,9 @@ def test_the_loop_keeps_running_while_aflush_waits(state_dir: Path) -> None:
 
     with Blackhole() as hole:
         result, ticks_during_flush, queued = asyncio.run(host(hole.url))
-    assert result.outcome == "backoff"  # the endpoint never answered: kept for later
+    # The endpoint never answered: kept for later. ("busy": the uploader the host
+    # started at launch held the lock, and aflush waited its share for it.)
+    assert result.outcome in ("backoff", "busy"), result
     assert queued >= 1  # nothing lost
     assert ticks_during_flush > 1  # other tasks ran while aflush waited
 
@@ -58,6 +60,7 @@ def test_aflush_delivers_like_flush(tmp_path: Path, state_dir: Path) -> None:
 
     with collector(tmp_path / "c.db") as c:
         result = asyncio.run(host(c.url))
-        events = c.stats()["events"]
-    assert result.outcome == "empty" and result.ok
-    assert events >= 5
+        # The uploader the host started at launch may hold the lock ("busy") and
+        # deliver them itself: wait (bounded) for the collector to have them.
+        wait_for(lambda: c.stats()["events"] >= 5)
+    assert result.outcome in ("empty", "busy"), result
