@@ -22,7 +22,6 @@ import gzip
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import textwrap
 import threading
 import time
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -40,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench import machine, time_calls  # noqa: E402
+from bench_sinks import Sinks  # noqa: E402
 
 from tests import getpatter_seed  # noqa: E402
 
@@ -138,36 +138,17 @@ class Counting(BaseHTTPRequestHandler):
         pass
 
 
-class Endpoints:
-    def __enter__(self) -> Endpoints:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Counting)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.refused_port = probe.getsockname()[1]
-        probe.close()
-        self.hole = socket.socket()
-        self.hole.bind(("127.0.0.1", 0))
-        self.hole.listen(1024)  # the kernel completes handshakes; nobody ever reads
-        return self
+class Endpoints(Sinks):
+    """The benchmark's sinks, ``up`` counting what each client delivered."""
 
-    def url(self, condition: str, tag: str = "/v1/ingest") -> str:
-        port = {
-            "up": self.server.server_address[1],
-            "refused": self.refused_port,
-            "blackholed": self.hole.getsockname()[1],
-        }[condition]
-        return f"http://127.0.0.1:{port}{tag}"
+    handler = Counting
+
+    def url(self, condition: str, path: str = "/v1/ingest") -> str:
+        return super().url(condition, path)
 
     def delivered(self, tag: str) -> int:
         with Counting.lock:
             return Counting.counts.get(tag, 0)
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.hole.close()
 
 
 # -- helpers ---------------------------------------------------------------------------

@@ -6,6 +6,9 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import TypeVar
+
+S = TypeVar("S", bound="Sinks")
 
 
 class _Ok(BaseHTTPRequestHandler):
@@ -29,10 +32,14 @@ class _Ok(BaseHTTPRequestHandler):
 
 class Sinks:
     """``up`` answers 200; ``refused`` has nothing listening; ``blackholed``
-    completes the TCP handshake (kernel backlog) and never answers."""
+    completes the TCP handshake (kernel backlog) and never answers.
 
-    def __enter__(self) -> Sinks:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    ``handler`` serves ``up`` (scripts/bench_seed.py's counts what arrives)."""
+
+    handler: type[BaseHTTPRequestHandler] = _Ok
+
+    def __enter__(self: S) -> S:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         probe = socket.socket()
@@ -41,15 +48,19 @@ class Sinks:
         probe.close()
         self.hole = socket.socket()
         self.hole.bind(("127.0.0.1", 0))
-        self.hole.listen(1024)
+        self.hole.listen(1024)  # the kernel completes handshakes; nobody ever reads
         return self
 
+    def url(self, condition: str, path: str = "/v1/events") -> str:
+        port = {
+            "up": self.server.server_address[1],
+            "refused": self.refused_port,
+            "blackholed": self.hole.getsockname()[1],
+        }[condition]
+        return f"http://127.0.0.1:{port}{path}"
+
     def urls(self) -> dict[str, str]:
-        return {
-            "up": f"http://127.0.0.1:{self.server.server_address[1]}/v1/events",
-            "refused": f"http://127.0.0.1:{self.refused_port}/v1/events",
-            "blackholed": f"http://127.0.0.1:{self.hole.getsockname()[1]}/v1/events",
-        }
+        return {c: self.url(c) for c in ("up", "refused", "blackholed")}
 
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
