@@ -10,6 +10,7 @@ import sqlite3
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,6 +54,68 @@ def test_a_burst_of_threads_stores_every_event(state_dir: Path, threads: int) ->
     assert status["dropped"] == {}, status
     assert status["errors"] == {}, status
     assert _stored(state_dir, "cli_command") == threads * per_thread
+
+
+class _WaitSpy:
+    """The writer's thread lock, recording every *blocking* acquire made by
+    the thread under test. A spy on telespool's own lock, not on SQLite: it
+    is the only way to see a wait without timing one."""
+
+    def __init__(self, lock: Any, watched: threading.Thread) -> None:
+        self._lock = lock
+        self._watched = watched
+        self.blocking_acquires = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if blocking and threading.current_thread() is self._watched:
+            self.blocking_acquires += 1
+        return bool(self._lock.acquire(blocking, timeout))
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def test_a_thread_that_finds_another_mid_append_hands_its_row_over_without_waiting(
+    state_dir: Path,
+) -> None:
+    """The holder (here a step on the writer's connection, as the helper's
+    eviction slices run) writes the handed-over row before it lets go."""
+    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
+        t.track("cli_command", cli_command="eval")  # the spool is open
+        writer = t._writer
+        assert writer is not None
+        spy = _WaitSpy(writer._lock, threading.current_thread())
+        writer._lock = spy
+        inside, tracked = threading.Event(), threading.Event()
+
+        def hold(_spool: object) -> None:
+            inside.set()
+            tracked.wait(10)  # until the main thread's track() has returned
+
+        holder = threading.Thread(target=writer.run_locked, args=(hold, 10_000))
+        holder.start()
+        assert inside.wait(10)
+        t.track("cli_command", cli_command="dashboard")
+        tracked.set()
+        holder.join(10)
+        # Written by the holder as it let go: no later append, no helper needed.
+        assert _stored_value(state_dir, "dashboard") == 1
+        assert spy.blocking_acquires == 0
+        writer._lock = spy._lock
+        assert t.status()["dropped"] == {}
+
+
+def _stored_value(state_dir: Path, command: str) -> int:
+    db = sqlite3.connect(state_dir / "spool.db")
+    try:
+        return int(
+            db.execute(
+                "SELECT count(*) FROM events WHERE json_extract(props, '$.cli_command') = ?",
+                (command,),
+            ).fetchone()[0]
+        )
+    finally:
+        db.close()
 
 
 def test_event_ids_never_fail_when_threads_drain_the_pool_at_once() -> None:

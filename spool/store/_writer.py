@@ -1,9 +1,10 @@
 """The call path's write side: never raises, never waits past lock_wait_ms, counts every loss.
 
 Wraps a ``Spool`` with what the host needs around it:
-- threads: a thread that finds another mid-append waits for it, at most
-  ``lock_wait_ms`` (one INSERT takes microseconds). In-process contention
-  never parks or drops a row (tests/test_host_threads.py);
+- threads: a thread that finds another mid-append hands its row over and
+  returns; the holder writes it before letting go. Only when many rows are
+  already waiting does it wait, at most ``lock_wait_ms``. In-process
+  contention never drops a row (tests/test_host_threads.py);
 - the same bounded buffer when another *process* holds SQLite's write lock
   for longer than ``lock_wait_ms``; only that may drop rows (``locked``);
 - the cap: past ``evict_at`` the helper thread evicts, off the call path;
@@ -23,7 +24,15 @@ import time
 from pathlib import Path
 
 from .._losses import ERROR_PREFIX, Losses, split_errors
-from .._policy import FORK_QUIESCE_S, LOCKED_IN_A_ROW, REOPEN_EVERY_S, WAITED_TRY_EVERY, Policy
+from .._policy import (
+    FORK_QUIESCE_S,
+    HANDOFF_ROUNDS,
+    HANDOFF_ROWS,
+    LOCKED_IN_A_ROW,
+    REOPEN_EVERY_S,
+    WAITED_TRY_EVERY,
+    Policy,
+)
 from .._threads import green_patched, os_thread_api
 from ._closing import Closing
 from ._helper import Helper
@@ -53,8 +62,7 @@ class Writer(Closing):
         # takes it for eviction slices, and a green lock cannot be shared so.
         self._new_lock = os_thread_api()[1]
         self._lock = self._new_lock()
-        # In-process contention lasts microseconds (one INSERT): wait for it,
-        # bounded, rather than park; parking is for another process's lock.
+        # The bounded wait when handing over is not enough (see append).
         self._lock_wait_s = policy.lock_wait_ms / 1000.0
         self._buffer = Parked(policy.buffer_events)
         # After many "locked" answers in a row (another process has held the
@@ -93,16 +101,31 @@ class Writer(Closing):
                 self.losses.add(self.fault or "unwritable")
             return
         lock = self._lock
-        if not lock.acquire(False) and not lock.acquire(True, self._lock_wait_s):
-            # Another thread has held the lock for lock_wait_ms: it is waiting
-            # on another *process's* SQLite lock. Park the row; it goes with
-            # the next append (or the helper writes it).
-            self._buffer.park([row], self.losses)
-            if self._helper_drains:
-                self.helper.kick("drain")
-            return
+        handed_over = False
+        if not lock.acquire(False):
+            # Another thread is mid-append (microseconds), or the helper runs a
+            # slice on this connection: hand the row over rather than wait.
+            # The holder writes it before it lets go (_take_handed_over), so the burst
+            # of threads costs each call no lock wait (tests/test_host_threads.py).
+            buffer = self._buffer
+            if len(buffer) < HANDOFF_ROWS:
+                buffer.append(row)  # deque.append: atomic under the GIL
+                if not lock.acquire(False):
+                    return  # the holder has not let go yet: it writes the row
+                handed_over = True  # the holder let go meanwhile: write the buffer ourselves
+            elif not lock.acquire(True, self._lock_wait_s):
+                # Many rows handed over and the holder still busy: it waits on
+                # another *process's* SQLite lock (or appending threads starve
+                # it of the GIL; this wait gives it back). Park the row; it
+                # goes with the next append, or the helper writes it.
+                buffer.park([row], self.losses)
+                if self._helper_drains:
+                    self.helper.kick("drain")
+                return
         try:
-            if self._buffer or self._contended or self.losses or self._full:
+            if handed_over:
+                self._write_parked()
+            elif self._buffer or self._contended or self.losses or self._full:
                 self._write(row)  # parked rows or counts to write first
             else:
                 # The common case, kept flat: one committed INSERT.
@@ -115,7 +138,35 @@ class Writer(Closing):
                     if spool.unchecked_bytes >= self._size_check_bytes:
                         self._after_append(spool)
         finally:
-            lock.release()
+            self._unlock()
+
+    def _unlock(self) -> None:
+        self._lock.release()
+        if self._buffer:
+            self._take_handed_over()
+
+    def _take_handed_over(self) -> None:
+        """Write rows other threads handed over while we held the lock.
+
+        A thread that handed a row over found the lock held, then tried it
+        once more: if that failed too, we were still inside, so the row is
+        in the buffer before our release and this look sees it. A lock that
+        is held again means its new holder looks in turn. Not while SQLite
+        refuses our writes (another process holds its lock): those rows stay
+        parked for the next append or the helper.
+        """
+        lock = self._lock
+        for _ in range(HANDOFF_ROUNDS):
+            if not self._buffer or self._lock_failures or self.spool is None:
+                return
+            if not lock.acquire(False):
+                return  # the new holder looks after it lets go
+            try:
+                self._write_parked()
+            finally:
+                lock.release()
+        if self._buffer and self._helper_drains:
+            self.helper.kick("drain")  # threads kept handing rows over: the backstop
 
     def drain_parked(self) -> None:
         """The helper's backstop: write rows still parked after a burst."""
@@ -124,7 +175,7 @@ class Writer(Closing):
                 if self.spool is not None and not self._lock_failures:
                     self._write_parked()
             finally:
-                self._lock.release()
+                self._unlock()
 
     def _append_unopened(self, row: Row) -> None:
         """The spool could not be opened because it was locked: park the row,
@@ -159,6 +210,8 @@ class Writer(Closing):
             self._buffer.write_to(spool)
             self._flush_drops(spool)
             self._lock_failures = 0
+            if spool.unchecked_bytes >= self._size_check_bytes:
+                self._check_size(spool)
         except Exception as exc:  # classified and counted, never raised
             self._handle_error(exc, [])
 
@@ -185,7 +238,7 @@ class Writer(Closing):
             self._handle_error(exc, [])
             return None
         finally:
-            self._lock.release()
+            self._unlock()  # rows handed over meanwhile (an eviction slice, say)
 
     @property
     def buffered(self) -> int:
