@@ -230,15 +230,6 @@ FLUSH_GRACE_S = 2.0
 FLUSH_LOCK_WAIT_SHARE = 0.5
 
 
-# "locked" answers in a row (each after a full lock_wait_ms) before appends
-# stop waiting for the write lock. Appending processes hold it for
-# microseconds and rarely fail twice in a row; a session holding it (an
-# inspector's BEGIN) makes every call fail: after three, each track() and the
-# exit try once without waiting. Was 20: a short CLI run under an inspector's
-# lock then waited 5 ms per event and 200 ms more at exit (+274 ms measured).
-LOCKED_IN_A_ROW = 3
-# While not waiting, every this many parked rows one append waits lock_wait_ms.
-WAITED_TRY_EVERY = 64
 # A thread that finds another mid-append hands its row over (the holder
 # writes it before letting go) while fewer than this many wait: a call then
 # never waits on the thread lock (4-32 threads: p50 per call was 2.9-3.6x the
@@ -248,6 +239,14 @@ HANDOFF_ROWS = 64
 # A holder writes handed-over rows at most this many times after its own,
 # so no call is kept writing others' rows for long; the helper takes the rest.
 HANDOFF_ROUNDS = 4
+# The exit stops waiting for SQLite's lock once no connection committed for
+# lock_wait_ms plus this: then a session holds it (an inspector's BEGIN), not
+# appenders. Appenders' commits can pause that long too: with 100 forked
+# children appending at once on 2 cores, gaps between any two commits reached
+# 13-22 ms, and with 3 ms instead of 15 one run in six gave up on a lock that
+# moved again (77 of 2,000 events counted lost). An exit under a session's
+# lock therefore costs about lock_wait_ms + 15 ms (docs/performance.md).
+LOCK_UNMOVED_MS = 15
 # How often appends retry opening a spool that was locked at open.
 REOPEN_EVERY_S = 0.1
 # The at-fork hook waits at most this long for a writer or helper mid-step.

@@ -335,7 +335,7 @@ class Telemetry:
                     # uploader run if one is due; close the spool first, then
                     # start the child, so its start-up never slows the close.
                     writer.helper.stop(max(deadline - time.monotonic(), 0.0))
-                    if writer.sync(wait_ms=writer.close_wait_ms(), deadline=deadline):
+                    if writer.sync(deadline=deadline):
                         due = writer.run_locked(self._trigger.claim, wait_ms=0) is True
                 writer.close(deadline)
                 if due and self._trigger is not None:

@@ -330,21 +330,25 @@ for i in range(10000):
     assert "locked" not in drops
 
 
-def test_a_lock_held_for_long_stops_costing_each_track_a_wait(state_dir: Path) -> None:
-    # After 3 "locked" answers in a row, appends try once without waiting
-    # (busy_timeout 0) until one succeeds; then the normal bounded wait returns.
+def test_the_call_path_never_waits_for_sqlites_lock(state_dir: Path) -> None:
+    # busy_timeout 0 on the appends' connection before, during and after a
+    # session's lock: a held lock costs a track() one instant try, and its
+    # row is parked. (The old main waited lock_wait_ms per call, three times,
+    # before it stopped waiting, and went back to waiting after.)
     with Telemetry("demo", "1.0.0", state_dir=state_dir, lock_wait_ms=5) as t:
         t.track("cli_command", cli_command="eval")
         spool = t._writer.spool  # type: ignore[union-attr]
         assert spool is not None
+        assert spool.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0
         holder = ExternalWriter(state_dir / "spool.db")
         try:
-            for _ in range(30):  # 3 "locked" answers in a row switch waiting off
+            for _ in range(30):
                 t.track("cli_command", cli_command="eval")
             assert spool.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0
+            assert t._writer.buffered == 30  # type: ignore[union-attr]
         finally:
             holder.release()
-        t.track("cli_command", cli_command="eval")
-        assert spool.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5
+        t.track("cli_command", cli_command="eval")  # writes the parked rows too
+        assert spool.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0
         assert t.status()["buffered"] == 0
     assert _count_rows(state_dir) == 32

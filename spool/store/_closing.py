@@ -4,9 +4,9 @@ A mixin of ``Writer``. ``close()`` never waits past its deadline
 (``close_wait_ms``, one for the whole close): rows SQLite cannot take in time
 are counted ``locked``, and counts it cannot take go to the ``drops.pending``
 sidecar, folded in at the next start, so nothing leaves uncounted
-(tests/test_host_exit_and_stalls.py). Under a lock that already failed
-``LOCKED_IN_A_ROW`` waits (a ``sqlite3`` session, say) the exit waits only
-``lock_wait_ms``.
+(tests/test_host_exit_and_stalls.py). It waits for SQLite's lock only
+while other connections commit: once a full ``lock_wait_ms`` passed with no
+commit by anyone (a ``sqlite3`` session holds the lock), it stops waiting.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from .._policy import LOCKED_IN_A_ROW
+from .._policy import LOCK_UNMOVED_MS
 from ._sidecar import append_losses
 from ._sqlite import classify_error
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ._parked import Parked
     from ._store import Spool
 
-__all__ = ["Closing"]
+__all__ = ["Closing", "version_or_none"]
 
 
 class Closing:
@@ -44,12 +44,14 @@ class Closing:
         fault: str | None
         _lock: Any
         _buffer: Parked
-        _contended: bool
         _lock_failures: int
+        stuck_at: tuple[int, float] | None
 
         def _reopen(self, wait_s: float) -> bool: ...
         def _handle_error(self, exc: BaseException, rows: list[Any]) -> None: ...
-        def _set_contended(self, spool: Spool, contended: bool) -> None: ...
+        def _written(self) -> None: ...
+        def note_unmoved(self, version: int, since: float) -> float: ...
+        def note_error(self, kind: str) -> None: ...
 
     def sync(self, wait_ms: int | None = None, deadline: float | None = None) -> bool:
         """Write parked rows and pending counts, waiting at most ``wait_ms`` in
@@ -76,21 +78,38 @@ class Closing:
         if not self._lock.acquire(timeout=max(end - time.monotonic(), 0.001)):
             return False
         try:
+            unmoved_s = (self.policy.lock_wait_ms + LOCK_UNMOVED_MS) / 1000.0
             while True:
                 try:
                     self._buffer.write_to(spool)
                     self._flush_drops(spool)
-                    self._lock_failures = 0
-                    if self._contended:
-                        self._set_contended(spool, False)
+                    self._written()
                     return True
                 except sqlite3.Error as exc:
-                    reason = classify_error(exc)
-                    if reason != "locked" or time.monotonic() >= end:
+                    if classify_error(exc) != "locked" or time.monotonic() >= end:
                         self._handle_error(exc, [])
                         return False
-                    time.sleep(0.002)
+                now = time.monotonic()
+                wait_s = self.policy.lock_wait_ms / 1000.0
+                version = version_or_none(spool)
+                if version is not None:
+                    still = now - self.note_unmoved(version, now)
+                    if still >= unmoved_s:
+                        # No connection committed through our waits (and the
+                        # helper's): a session holds the lock, and will not
+                        # let go by the deadline. Stop waiting.
+                        self.note_error("locked")
+                        return False
+                    wait_s = min(wait_s, unmoved_s - still)
+                # Other connections commit (appending hosts, an uploader), or
+                # not for long yet: wait a slice, until the deadline.
+                left_s = end - now
+                spool.set_busy_timeout(max(1, int(min(wait_s, left_s) * 1000)))
         finally:
+            try:
+                spool.set_busy_timeout(0)  # the call path never waits
+            except sqlite3.Error:
+                pass
             self._lock.release()
 
     def close(self, deadline: float | None = None) -> None:
@@ -103,7 +122,7 @@ class Closing:
         if deadline is None:
             deadline = time.monotonic() + self.policy.close_wait_ms / 1000.0
         self.helper.stop(max(deadline - time.monotonic(), 0.0))
-        self.sync(wait_ms=self.close_wait_ms(), deadline=deadline)
+        self.sync(deadline=deadline)
         got = self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.001))
         try:
             self._buffer.count_lost(self.losses)
@@ -122,18 +141,6 @@ class Closing:
             if got:
                 self._lock.release()
 
-    def close_wait_ms(self) -> int:
-        """How long the exit may wait for SQLite's write lock.
-
-        Appending processes hold it for microseconds at a time, so a short
-        run of "locked" answers is worth the full ``close_wait_ms``: the rows
-        get written. A lock that failed ``LOCKED_IN_A_ROW`` waits in a row
-        (a ``sqlite3`` session, say) will not be let go in time: then the exit
-        waits only ``lock_wait_ms`` and counts the parked rows ``locked``.
-        """
-        held = self._contended or self._lock_failures >= LOCKED_IN_A_ROW
-        return self.policy.lock_wait_ms if held else self.policy.close_wait_ms
-
     def _flush_drops(self, spool: Spool) -> None:
         counts = self.losses.take()
         if not counts:
@@ -144,3 +151,11 @@ class Closing:
             self.losses.restore(counts)
             raise
 
+
+
+def version_or_none(spool: Spool) -> int | None:
+    """``Spool.data_version()``, or None when SQLite cannot say."""
+    try:
+        return spool.data_version()
+    except sqlite3.Error:
+        return None

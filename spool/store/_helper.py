@@ -13,7 +13,9 @@ waiting. The helper then does, on its own SQLite connection:
 - ``wal``: the WAL passed its soft budget. Wait for appends to pause for
   ``wal_idle_ms``, then checkpoint and restart the WAL, so no append pays
   the restart's header fsync (see ``Spool.restart_wal``).
-- ``drain``: rows parked by contending threads that no later call wrote.
+- ``drain``: rows parked because another connection held SQLite's write
+  lock: written on this connection, waiting for the lock in slices of
+  ``lock_wait_ms`` while other connections commit (``Writer.drain_parked``).
 - reaping: finished uploaders are collected within a second, so a
   long-lived host holds no zombie.
 
@@ -58,7 +60,7 @@ class Helper:
         policy: Policy,
         appends: Callable[[], int],
         losses: Losses,
-        drain: Callable[[], None] | None = None,
+        drain: Callable[[Spool, Callable[[], bool]], None] | None = None,
         on_writer: Callable[[Callable[[Spool], object]], object] | None = None,
     ) -> None:
         self._state_dir = state_dir
@@ -174,7 +176,7 @@ class Helper:
             try:
                 if job == "drain":
                     if self._drain is not None:
-                        self._drain()
+                        self._drain_parked(self._drain)
                     continue
                 if job == "evict":
                     self._evict()
@@ -198,6 +200,17 @@ class Helper:
             except Exception as exc:  # counted; the spool is re-opened at the next job
                 self._losses.error(classify_error(exc))
                 self._close_spool()
+
+    def _drain_parked(self, drain: Callable[[Spool, Callable[[], bool]], None]) -> None:
+        with self.busy:
+            spool = self._open()
+            # Slices of lock_wait_ms: the exit waits for the slice under way
+            # (stop), and a slice with no commit by anyone ends the drain.
+            spool.set_busy_timeout(self._policy.lock_wait_ms)
+            try:
+                drain(spool, lambda: self._stopping)
+            finally:
+                spool.set_busy_timeout(HELPER_BUSY_MS)
 
     def _urgent(self) -> bool:
         return any(self._jobs.get(j) for j in JOBS if j != "wal")

@@ -23,12 +23,21 @@ class Parked(deque[Row]):
     def __init__(self, limit: int) -> None:
         super().__init__()
         self.limit = limit
+        # Rows the helper took out to write on its own connection, while it
+        # waits for SQLite's lock: still parked, for the limit and for status().
+        self.in_flight = 0
+
+    def __len__(self) -> int:
+        return super().__len__() + self.in_flight
 
     def park(self, rows: list[Row], losses: Losses) -> None:
         room = max(self.limit - len(self), 0)
         self.extend(rows[:room])  # deque.extend: atomic under the GIL
         if len(rows) > room:
             losses.add("locked", len(rows) - room)
+
+    def __bool__(self) -> bool:
+        return super().__len__() > 0  # rows here to take, not those in flight
 
     def take(self) -> list[Row]:
         rows: list[Row] = []
@@ -49,6 +58,19 @@ class Parked(deque[Row]):
         except sqlite3.Error:
             self.extendleft(reversed(rows))  # the caller decides whether to retry
             raise
+
+    def write_on(self, spool: Spool) -> None:
+        """The helper's ``write_to`` on its own connection: rows stay counted
+        as parked while it waits for the lock, and go back on a SQLite error."""
+        rows = self.take()
+        self.in_flight += len(rows)
+        try:
+            spool.append(rows)
+        except BaseException:
+            self.extendleft(reversed(rows))
+            raise
+        finally:
+            self.in_flight -= len(rows)
 
     def count_lost(self, losses: Losses) -> None:
         """At the exit's deadline: what SQLite never took is counted ``locked``."""

@@ -13,12 +13,14 @@ import time
 __all__ = [
     "EPOCH_KEY",
     "INSERT_SQL",
+    "MANY_ROWS",
     "UPLOAD_KEY",
     "Row",
     "StoredEvent",
     "WireBatch",
     "bump_drops",
     "bump_epoch",
+    "insert_many_sql",
     "iso_time",
     "read_epoch",
 ]
@@ -28,6 +30,14 @@ UPLOAD_KEY = "upload"  # the upload schedule and last outcome (store/_upload_sta
 EPOCH_KEY = "epoch"  # bumped by every delete that is not an ack (store/_queue.py)
 
 INSERT_SQL = "INSERT INTO events (uuid, name, time, run_id, props, size) VALUES (?, ?, ?, ?, ?, ?)"
+# Rows one multi-row INSERT takes: 6 parameters each, under the 999 host
+# parameters of SQLite builds before 3.32 (still found with Python 3.10).
+MANY_ROWS = 999 // 6
+
+
+def insert_many_sql(n: int) -> str:
+    """One INSERT for ``n`` rows (1 <= n <= MANY_ROWS)."""
+    return INSERT_SQL + ", (?, ?, ?, ?, ?, ?)" * (n - 1)
 
 
 TYPE_CHECKING = False

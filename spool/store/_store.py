@@ -20,7 +20,7 @@ from ._limits import Limits
 from ._migrations import migrate
 from ._paths import DB_NAME, UnsafeStateDir, check_regular_or_absent, secure_create
 from ._queue import Queue
-from ._rows import INSERT_SQL
+from ._rows import INSERT_SQL, MANY_ROWS, insert_many_sql
 from ._sqlite import ABANDONED, FORK_GEN, classify_error, transaction
 
 __all__ = ["Spool", "wal_limits"]
@@ -249,12 +249,22 @@ class Spool(Limits, Queue):
 
     def append(self, rows: Sequence[Row]) -> None:
         """Append rows: one committed INSERT, or one transaction for several."""
+        if not rows:
+            return  # another thread took the parked rows first
         if len(rows) == 1:
             self.append_one(rows[0])
             return
         conn = self.conn
-        with transaction(conn):
-            conn.executemany(INSERT_SQL, rows)
+        if len(rows) <= MANY_ROWS:
+            # One statement, committed by itself: SQLite holds its write lock
+            # for a single call, inside which this thread never needs the
+            # GIL. BEGIN + executemany + COMMIT is three calls, and between
+            # them a thread waiting for the GIL (up to the 5 ms switch
+            # interval) holds the write lock for every other process.
+            conn.execute(insert_many_sql(len(rows)), [v for row in rows for v in row])
+        else:
+            with transaction(conn):
+                conn.executemany(INSERT_SQL, rows)
         self.unchecked_bytes += sum(r.size for r in rows)
         self.appends += len(rows)
 
@@ -276,6 +286,11 @@ class Spool(Limits, Queue):
         """How long this connection waits for another writer's lock."""
         self._busy_ms = ms
         self.conn.execute(f"PRAGMA busy_timeout = {int(ms)}")
+
+    def data_version(self) -> int:
+        """SQLite's counter of commits by *other* connections: unchanged across
+        a wait for the write lock means the holder did not let go once."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
     def set_busy_ms_for_reopen(self, ms: int) -> None:
         """The busy timeout the next (re)opened connection gets (after a fork)."""

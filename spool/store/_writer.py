@@ -5,8 +5,12 @@ Wraps a ``Spool`` with what the host needs around it:
   returns; the holder writes it before letting go. Only when many rows are
   already waiting does it wait, at most ``lock_wait_ms``. In-process
   contention never drops a row (tests/test_host_threads.py);
-- the same bounded buffer when another *process* holds SQLite's write lock
-  for longer than ``lock_wait_ms``; only that may drop rows (``locked``);
+- SQLite's write lock, held by another connection (an uploader's ack, the
+  helper, another host, a ``sqlite3`` session): the call path never waits
+  for it (busy timeout 0). The row is parked in the same bounded buffer and
+  goes with the next append; the helper thread waits for the lock off the
+  call path (``drain_parked``). Only a buffer overflowing may drop rows
+  (``locked``);
 - the cap: past ``evict_at`` the helper thread evicts, off the call path;
   past ``full_at`` (the helper fell behind a flood) rows are counted
   under ``cap`` instead of written, so db + WAL never pass the cap;
@@ -24,17 +28,10 @@ import time
 from pathlib import Path
 
 from .._losses import ERROR_PREFIX, Losses, split_errors
-from .._policy import (
-    FORK_QUIESCE_S,
-    HANDOFF_ROUNDS,
-    HANDOFF_ROWS,
-    LOCKED_IN_A_ROW,
-    REOPEN_EVERY_S,
-    WAITED_TRY_EVERY,
-    Policy,
-)
+from .._policy import HANDOFF_ROUNDS, HANDOFF_ROWS, REOPEN_EVERY_S, Policy
 from .._threads import green_patched, os_thread_api
-from ._closing import Closing
+from ._closing import Closing, version_or_none
+from ._forking import Forking
 from ._helper import Helper
 from ._parked import Parked
 from ._paths import UnsafeStateDir
@@ -50,7 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["ERROR_PREFIX", "Writer", "split_errors"]
 
 
-class Writer(Closing):
+class Writer(Closing, Forking):
     def __init__(self, state_dir: Path, policy: Policy, losses: Losses | None = None) -> None:
         self.state_dir = state_dir
         self.policy = policy
@@ -65,13 +62,13 @@ class Writer(Closing):
         # The bounded wait when handing over is not enough (see append).
         self._lock_wait_s = policy.lock_wait_ms / 1000.0
         self._buffer = Parked(policy.buffer_events)
-        # After many "locked" answers in a row (another process has held the
-        # write lock for > 20 x lock_wait_ms), appends stop waiting (busy
-        # timeout 0) until one succeeds: a lock held for minutes then costs each
-        # track() one instant try, not lock_wait_ms. Short contention between
-        # appending processes never gets there.
-        self._contended = False
+        # SQLite "locked" answers to the call path since its last write.
         self._lock_failures = 0
+        # (PRAGMA data_version, since when) while waits for SQLite's lock see
+        # no other connection commit: appenders' commits move it, a session
+        # holding the lock does not. The exit stops waiting once it has not
+        # moved for LOCK_UNMOVED_MS past lock_wait_ms (see Closing.sync).
+        self.stuck_at: tuple[int, float] | None = None
         self._full = False  # past full_at: rows are counted "cap" until the helper made room
         # Under gevent there is no thread contention to mop up (greenlets do
         # not switch inside an append), and a green lock must not be taken
@@ -84,7 +81,7 @@ class Writer(Closing):
         # rows wait in the buffer. Any other fault is final for this process.
         self._reopen_at = 0.0
         try:
-            self.spool = Spool(state_dir, policy)
+            self.spool = Spool(state_dir, policy, busy_ms=0)  # the call path never waits
         except (UnsafeStateDir, sqlite3.Error, OSError) as exc:
             self._set_fault(exc)
         # Counts a previous run could not write to SQLite (see _sidecar).
@@ -125,7 +122,7 @@ class Writer(Closing):
         try:
             if handed_over:
                 self._write_parked()
-            elif self._buffer or self._contended or self.losses or self._full:
+            elif self._buffer or self.losses or self._full:
                 self._write(row)  # parked rows or counts to write first
             else:
                 # The common case, kept flat: one committed INSERT.
@@ -134,7 +131,8 @@ class Writer(Closing):
                 except Exception as exc:  # classified and counted, never raised
                     self._handle_error(exc, [row])
                 else:
-                    self._lock_failures = 0
+                    if self._lock_failures:
+                        self._written()
                     if spool.unchecked_bytes >= self._size_check_bytes:
                         self._after_append(spool)
         finally:
@@ -168,14 +166,34 @@ class Writer(Closing):
         if self._buffer and self._helper_drains:
             self.helper.kick("drain")  # threads kept handing rows over: the backstop
 
-    def drain_parked(self) -> None:
-        """The helper's backstop: write rows still parked after a burst."""
-        if self._buffer and self._lock.acquire(timeout=self.policy.lock_wait_ms / 1000.0):
+    def drain_parked(self, spool: Spool, stopping: Callable[[], bool]) -> None:
+        """The helper's side: write parked rows on its own connection (``spool``),
+        waiting for SQLite's lock off the call path.
+
+        No thread lock is held meanwhile, so appends go on (parking) while it
+        waits. Slices of ``lock_wait_ms``, for as long as other connections
+        commit in between; a slice in which none did means a session holds
+        the lock: then it stops, noted in ``stuck_at``, until the next park.
+        """
+        while self._buffer and not stopping():
+            before = version_or_none(spool)
+            began = time.monotonic()
             try:
-                if self.spool is not None and not self._lock_failures:
-                    self._write_parked()
-            finally:
-                self._unlock()
+                self._buffer.write_on(spool)
+            except Exception as exc:  # classified and counted, never raised
+                reason = _reason(exc)
+                if reason != "locked":
+                    self.note_error(reason)
+                    return
+                after = version_or_none(spool)
+                if after is not None and after == before:
+                    # Not counted as an error here: a holder descheduled for
+                    # a while looks the same. The exit counts it if the lock
+                    # still has not moved then (Closing.sync).
+                    self.note_unmoved(after, began)
+                    return
+                continue  # other connections committed: not a session's lock
+            self._written()
 
     def _append_unopened(self, row: Row) -> None:
         """The spool could not be opened because it was locked: park the row,
@@ -194,7 +212,7 @@ class Writer(Closing):
         """Try to open a spool that was locked at open; True when it is open."""
         self._reopen_at = time.monotonic() + REOPEN_EVERY_S
         try:
-            self.spool = Spool(self.state_dir, self.policy, open_wait_s=wait_s)
+            self.spool = Spool(self.state_dir, self.policy, busy_ms=0, open_wait_s=wait_s)
         except (UnsafeStateDir, sqlite3.Error, OSError) as exc:
             if _reason(exc) != "locked":
                 self._set_fault(exc)  # final, counted
@@ -209,11 +227,14 @@ class Writer(Closing):
         try:
             self._buffer.write_to(spool)
             self._flush_drops(spool)
-            self._lock_failures = 0
+            self._written()
             if spool.unchecked_bytes >= self._size_check_bytes:
                 self._check_size(spool)
         except Exception as exc:  # classified and counted, never raised
-            self._handle_error(exc, [])
+            if _reason(exc) == "locked" and self._buffer:
+                self._parked_for_lock()  # write_to put the rows back
+            else:
+                self._handle_error(exc, [])
 
     def count_drop(self, reason: str, n: int = 1) -> None:
         self.losses.add(reason, n)
@@ -228,12 +249,20 @@ class Writer(Closing):
         return self.losses.errors_seen()
 
     def run_locked(self, fn: Callable[[Spool], object], wait_ms: int = 50) -> object:
-        """Run ``fn(spool)`` under the thread lock; None if unavailable. Never raises."""
+        """Run ``fn(spool)`` under the thread lock; None if unavailable. Never raises.
+
+        Off the call path (status, purge, the helper's eviction slices): ``fn``
+        may wait up to ``lock_wait_ms`` for SQLite's lock.
+        """
         spool = self.spool
         if spool is None or not self._lock.acquire(timeout=wait_ms / 1000.0):
             return None
         try:
-            return fn(spool)
+            spool.set_busy_timeout(self.policy.lock_wait_ms)
+            try:
+                return fn(spool)
+            finally:
+                spool.set_busy_timeout(0)
         except Exception as exc:
             self._handle_error(exc, [])
             return None
@@ -257,22 +286,26 @@ class Writer(Closing):
             if self._full:
                 self.losses.add("cap")
                 return
-        rows = [row]
-        if self._buffer:
-            if self._contended and len(self._buffer) % WAITED_TRY_EVERY == 0:
-                # Every so many parked rows, one bounded wait for the lock:
-                # a few ms now and then beats a full buffer losing events.
-                self._set_contended(spool, False)
-            rows = self._buffer.take() + rows
+        rows = [*self._buffer.take(), row] if self._buffer else [row]
         try:
             spool.append(rows)
         except Exception as exc:  # classified and counted, never raised
             self._handle_error(exc, rows)
             return
-        self._lock_failures = 0
-        if self._contended:
-            self._set_contended(spool, False)
+        self._written()
         self._after_append(spool)
+
+    def note_unmoved(self, version: int, since: float) -> float:
+        """A wait for SQLite's lock that began at ``since`` saw ``version``;
+        returns since when ``version`` has been seen unmoved."""
+        if self.stuck_at is None or self.stuck_at[0] != version:
+            self.stuck_at = (version, since)
+        return self.stuck_at[1]
+
+    def _written(self) -> None:
+        # SQLite took a write: whatever held its lock has let go.
+        self._lock_failures = 0
+        self.stuck_at = None
 
     def _after_append(self, spool: Spool) -> None:
         try:
@@ -324,16 +357,16 @@ class Writer(Closing):
 
     def _handle_error(self, exc: BaseException, rows: list[Row]) -> None:
         reason = _reason(exc)
+        if reason == "locked" and rows:
+            # The call path met another connection's write lock, without
+            # waiting: park; the next append or the helper writes the rows.
+            # Not an error (nothing is lost): the helper counts a lock that
+            # does not move (drain_parked), and a full buffer counts "locked".
+            self._buffer.park(rows, self.losses)
+            self._parked_for_lock()
+            return
         self.note_error(reason)
         if reason == "locked":
-            self._lock_failures += 1
-            if (
-                self._lock_failures >= LOCKED_IN_A_ROW
-                and not self._contended
-                and self.spool is not None
-            ):
-                self._set_contended(self.spool, True)
-            self._buffer.park(rows, self.losses)
             return
         if reason == "corrupt" and self.spool is not None:
             try:
@@ -346,12 +379,10 @@ class Writer(Closing):
         if rows:
             self.losses.add(reason, len(rows))
 
-    def _set_contended(self, spool: Spool, contended: bool) -> None:
-        try:
-            spool.set_busy_timeout(0 if contended else self.policy.lock_wait_ms)
-            self._contended = contended
-        except Exception as exc:  # classified and counted, never raised
-            self.note_error(_reason(exc))
+    def _parked_for_lock(self) -> None:
+        self._lock_failures += 1
+        if self._helper_drains:
+            self.helper.kick("drain")
 
     def _set_fault(self, exc: BaseException) -> None:
         self.fault = _reason(exc)
@@ -361,44 +392,7 @@ class Writer(Closing):
             self.spool.close()
         self.spool = None
 
-    # -- fork ------------------------------------------------------------------------
-    def before_fork(self) -> tuple[bool, bool]:
-        """Quiesce: wait (bounded) until neither an append nor the helper is
-        inside SQLite, and keep them out until the fork is done. Never raises."""
-        try:
-            wrote = self._lock.acquire(timeout=FORK_QUIESCE_S)
-            helped = self.helper.before_fork(FORK_QUIESCE_S)
-            return wrote, helped
-        except Exception:
-            self.losses.error("fork")
-            return False, False
-
-    def after_fork_in_parent(self, held: tuple[bool, bool]) -> None:
-        try:
-            wrote, helped = held
-            self.helper.after_fork_in_parent(helped)
-            if wrote:
-                self._lock.release()
-            if self._buffer and self._helper_drains:
-                self.helper.kick("drain")  # rows parked by other threads during the fork
-        except Exception:
-            self.losses.error("fork")
-
-    def after_fork_in_child(self) -> None:
-        """Called by the facade's at-fork hook in the child process."""
-        # Locks held at fork time would never be released in the child; the
-        # parent's parked rows and pending counts belong to the parent.
-        self._lock = self._new_lock()
-        self._buffer = Parked(self.policy.buffer_events)
-        self.losses.after_fork_in_child()
-        self.helper.abandon_after_fork()
-        self.helper = self._new_helper()
-        self._contended = False
-        self._lock_failures = 0
-        if self.spool is not None:
-            self.spool.set_busy_ms_for_reopen(self.policy.lock_wait_ms)
-        # The spool re-opens its connection lazily, without waiting, on first use.
-
 
 def _reason(exc: BaseException) -> str:
     return exc.reason if isinstance(exc, UnsafeStateDir) else classify_error(exc)
+
