@@ -32,20 +32,35 @@ pytest.importorskip("opentelemetry.proto", reason="opentelemetry-proto is in the
 HEADER = EnvelopeHeader("reference", 1, "abc", "demo", "1.0.0", "install-1")
 
 
+def _free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class Oteltap:
+    START_ATTEMPTS = 5
+
     def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "oteltap", "--port", str(self.port)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        first = self.proc.stdout.readline()
-        assert "Listening" in first, first
+        # oteltap cannot report a port the kernel picked (--port 0 prints 0), so
+        # one is picked here; another process may bind it first, and then oteltap
+        # exits before its "Listening" line: try another port.
+        for _ in range(self.START_ATTEMPTS):
+            self.port = _free_port()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "oteltap", "--port", str(self.port)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            assert self.proc.stdout is not None
+            if "Listening" in self.proc.stdout.readline():
+                break
+            self.proc.wait(timeout=10)
+            self.proc.stdout.close()
+        else:
+            raise AssertionError(f"oteltap did not start on {self.START_ATTEMPTS} ports")
         self.records: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -166,3 +181,21 @@ heavy = ("opentelemetry", "google", "truststore", "urllib3")
 print(sorted(m for m in sys.modules if m.split(".")[0] in heavy))
 """
     assert run_host(code, env=host_env()).stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_oteltap_starts_when_another_process_takes_its_port_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The race the harness must survive: the port is free when picked, then
+    # someone else binds it before oteltap does (oteltap then exits at once).
+    real = _free_port
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        picks = [int(taken.getsockname()[1])]
+        monkeypatch.setattr(sys.modules[__name__], "_free_port", lambda: (picks or [real()]).pop())
+        tap = Oteltap()
+        try:
+            assert tap.port != taken.getsockname()[1] and tap.proc.poll() is None
+        finally:
+            tap.close()

@@ -266,8 +266,9 @@ def test_the_proxy_variable_for_the_scheme_is_chosen(
 )
 def test_no_proxy_matches_hosts_domains_and_star(no_proxy: str, bypassed: bool) -> None:
     assert bypasses("api.example.com", 443, no_proxy) is bypassed
-    env = {"HTTPS_PROXY": "http://p:3128", "no_proxy": no_proxy}
-    assert (choose_proxy(URL, env) is None) is bypassed
+    for name in ("no_proxy", "NO_PROXY"):
+        env = {"HTTPS_PROXY": "http://p:3128", name: no_proxy}
+        assert (choose_proxy(URL, env) is None) is bypassed, name
 
 
 def test_no_proxy_matches_ip_addresses_and_ranges() -> None:

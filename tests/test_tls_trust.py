@@ -8,6 +8,7 @@ are removed from its environment).
 
 from __future__ import annotations
 
+import os
 import shutil
 import ssl
 import subprocess
@@ -62,17 +63,22 @@ def test_a_wrong_ca_in_ssl_cert_file_fails_and_is_counted(tmp_path: Path, state_
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI to rehash")
+@pytest.mark.parametrize("listed_after_another", [False, True], ids=["alone", "second-in-list"])
 def test_a_ca_directory_given_through_ssl_cert_dir_delivers(
-    tmp_path: Path, state_dir: Path
+    tmp_path: Path, state_dir: Path, listed_after_another: bool
 ) -> None:
     ca = trustme.CA()
     certs = tmp_path / "certs"
     certs.mkdir()
     ca.cert_pem.write_to_path(str(certs / "corp-ca.pem"))
     subprocess.run(["openssl", "rehash", str(certs)], check=True, capture_output=True)
+    cert_dir = str(certs)
+    if listed_after_another:  # OpenSSL reads SSL_CERT_DIR as a path list, every entry
+        (tmp_path / "empty").mkdir()
+        cert_dir = os.pathsep.join([str(tmp_path / "empty"), cert_dir])
     with ScriptedServer(fixed(200), tls=_server_context(ca)) as server:
         fill(state_dir, 5, server.url, **FAST)
-        done = run_uploader(state_dir, env=_env(SSL_CERT_DIR=str(certs)))
+        done = run_uploader(state_dir, env=_env(SSL_CERT_DIR=cert_dir))
     assert done["outcome"] == "empty" and done["sent"] == 5
 
 

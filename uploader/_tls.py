@@ -33,16 +33,17 @@ class TLSConfigError(ValueError):
 def tls_context(ca_certs: str | None, env: Mapping[str, str]) -> ssl.SSLContext:
     """A verifying client context (CERT_REQUIRED, host names checked)."""
     cafile = ca_certs or env.get(CA_BUNDLE_ENV) or None
-    capath = None
+    capaths: list[str] = []
     if cafile is None:
         cafile = env.get("SSL_CERT_FILE") or None
-        capath = env.get("SSL_CERT_DIR") or None
-        # OpenSSL accepts a path list in SSL_CERT_DIR; the first entry is what it uses.
-        if capath is not None:
-            capath = capath.split(os.pathsep)[0] or None
-    if cafile is not None or capath is not None:
+        # A path list, as OpenSSL reads it: every entry is searched.
+        capaths = [d for d in (env.get("SSL_CERT_DIR") or "").split(os.pathsep) if d]
+    if cafile is not None or capaths:
         try:
-            return ssl.create_default_context(cafile=cafile, capath=capath)
+            ctx = ssl.create_default_context(cafile=cafile, capath=capaths[0] if capaths else None)
+            for capath in capaths[1:]:
+                ctx.load_verify_locations(capath=capath)
+            return ctx
         except (OSError, ssl.SSLError) as exc:
             what = "CA bundle" if cafile is not None else "CA directory"
             raise TLSConfigError(f"{what} cannot be loaded: {exc}") from exc
