@@ -271,7 +271,7 @@ class Writer(Closing, Forking):
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer)
+        return len(self._buffer) + self._buffer.in_flight
 
     # -- internals --------------------------------------------------------------------
     def _write(self, row: Row) -> None:
