@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -94,3 +95,17 @@ def run_host(
 def last_json(stdout: str) -> Any:
     """The last line of a host's stdout, parsed as JSON."""
     return json.loads(stdout.strip().splitlines()[-1])
+
+
+def stored_commands(state_dir: Path, command: str) -> int:
+    """Events in the spool whose ``cli_command`` property is ``command``."""
+    db = sqlite3.connect(state_dir / "spool.db")
+    try:
+        return int(
+            db.execute(
+                "SELECT count(*) FROM events WHERE json_extract(props, '$.cli_command') = ?",
+                (command,),
+            ).fetchone()[0]
+        )
+    finally:
+        db.close()

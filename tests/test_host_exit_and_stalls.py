@@ -16,22 +16,9 @@ import threading
 from pathlib import Path
 
 from spool import Telemetry
-from tests.hosts import run_host
+from tests.hosts import run_host, stored_commands
 from tests.servers import refused_port
 from tests.test_call_path_faults import ExternalWriter
-
-
-def _count(state_dir: Path, command: str) -> int:
-    db = sqlite3.connect(state_dir / "spool.db")
-    try:
-        return int(
-            db.execute(
-                "SELECT count(*) FROM events WHERE json_extract(props, '$.cli_command') = ?",
-                (command,),
-            ).fetchone()[0]
-        )
-    finally:
-        db.close()
 
 
 def test_exit_under_an_inspectors_lock_stores_or_counts_every_event(state_dir: Path) -> None:
@@ -51,7 +38,7 @@ def test_exit_under_an_inspectors_lock_stores_or_counts_every_event(state_dir: P
         holder.release()
     with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:  # folds the sidecar in
         status = t.status()
-    stored = _count(state_dir, "dashboard")
+    stored = stored_commands(state_dir, "dashboard")
     assert stored + status["dropped"].get("locked", 0) >= 11, status
     assert not (state_dir / "drops.pending").exists()
 
@@ -135,4 +122,4 @@ def test_a_flood_at_the_cap_stays_under_it_and_never_evicts_inline(state_dir: Pa
     assert lost > 0
     # Every event of the flood is either stored or counted (the lifecycle
     # events the first run added are evicted too, so count at least the flood).
-    assert _count(state_dir, "dashboard") + lost >= flood
+    assert stored_commands(state_dir, "dashboard") + lost >= flood

@@ -17,6 +17,7 @@ import pytest
 from spool import Telemetry
 from spool._losses import Losses
 from spool.install import _ids
+from tests.hosts import stored_commands
 
 
 def _stored(state_dir: Path, name: str) -> int:
@@ -99,23 +100,10 @@ def test_a_thread_that_finds_another_mid_append_hands_its_row_over_without_waiti
         tracked.set()
         holder.join(10)
         # Written by the holder as it let go: no later append, no helper needed.
-        assert _stored_value(state_dir, "dashboard") == 1
+        assert stored_commands(state_dir, "dashboard") == 1
         assert spy.blocking_acquires == 0
         writer._lock = spy._lock
         assert t.status()["dropped"] == {}
-
-
-def _stored_value(state_dir: Path, command: str) -> int:
-    db = sqlite3.connect(state_dir / "spool.db")
-    try:
-        return int(
-            db.execute(
-                "SELECT count(*) FROM events WHERE json_extract(props, '$.cli_command') = ?",
-                (command,),
-            ).fetchone()[0]
-        )
-    finally:
-        db.close()
 
 
 def test_event_ids_never_fail_when_threads_drain_the_pool_at_once() -> None:

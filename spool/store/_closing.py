@@ -152,7 +152,6 @@ class Closing:
             raise
 
 
-
 def version_or_none(spool: Spool) -> int | None:
     """``Spool.data_version()``, or None when SQLite cannot say."""
     try:

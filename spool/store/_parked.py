@@ -9,7 +9,6 @@ C-speed and atomic under the GIL.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import deque
 
 from .._losses import Losses
@@ -45,25 +44,20 @@ class Parked(deque[Row]):
         return rows
 
     def write_to(self, spool: Spool) -> None:
-        """Append every parked row; on a SQLite error they are put back, in order."""
+        """Append every parked row; on an error they are put back, in order.
+
+        The helper calls it on its own connection too, while appends go on:
+        the rows it took stay counted as parked (``in_flight``) while it
+        waits for SQLite's lock.
+        """
         if not self:
             return
-        rows = self.take()
-        try:
-            spool.append(rows)
-        except sqlite3.Error:
-            self.extendleft(reversed(rows))  # the caller decides whether to retry
-            raise
-
-    def write_on(self, spool: Spool) -> None:
-        """The helper's ``write_to`` on its own connection: rows stay counted
-        as parked while it waits for the lock, and go back on a SQLite error."""
         rows = self.take()
         self.in_flight += len(rows)
         try:
             spool.append(rows)
         except BaseException:
-            self.extendleft(reversed(rows))
+            self.extendleft(reversed(rows))  # the caller decides whether to retry
             raise
         finally:
             self.in_flight -= len(rows)

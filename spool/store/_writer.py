@@ -179,7 +179,7 @@ class Writer(Closing, Forking):
             before = version_or_none(spool)
             began = time.monotonic()
             try:
-                self._buffer.write_on(spool)
+                self._buffer.write_to(spool)
             except Exception as exc:  # classified and counted, never raised
                 reason = _reason(exc)
                 if reason != "locked":
