@@ -28,7 +28,10 @@ def test_a_swallowed_lock_error_reaches_status_and_the_collector(tmp_path: Path)
         ) as t:
             t.track("cli_command", cli_command="eval")
             holder = ExternalWriter(state / "spool.db")
-            t.track("cli_command", cli_command="eval")  # buffered, nothing lost
+            t.track("cli_command", cli_command="eval")  # parked, nothing lost
+            # Counted once the helper waited a full lock_wait_ms for the lock
+            # and nobody committed meanwhile (a lock let go sooner is no error).
+            wait_for(lambda: t._writer.errors.get("locked", 0) >= 1)  # type: ignore[union-attr]
             holder.release()
             t.track("cli_command", cli_command="eval")
             status = t.status()
@@ -89,6 +92,7 @@ def test_telespool_status_shows_errors_apart_from_dropped_events(tmp_path: Path)
         t.track("no_such_event")
         holder = ExternalWriter(state / "spool.db")
         t.track("cli_command", cli_command="eval")
+        wait_for(lambda: t._writer.errors.get("locked", 0) >= 1)  # type: ignore[union-attr]
         holder.release()
     result = CliRunner().invoke(
         cli, ["--app", "demo", "--state-dir", str(state), "status", "--json"]

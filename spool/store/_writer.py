@@ -187,10 +187,12 @@ class Writer(Closing, Forking):
                     return
                 after = version_or_none(spool)
                 if after is not None and after == before:
-                    # Not counted as an error here: a holder descheduled for
-                    # a while looks the same. The exit counts it if the lock
-                    # still has not moved then (Closing.sync).
+                    # A full lock_wait_ms with no commit by anyone: counted,
+                    # so a held lock reaches status() and the maintainer even
+                    # when nothing is lost (the rows stay parked). The exit
+                    # decides later whether it still has not moved (sync).
                     self.note_unmoved(after, began)
+                    self.note_error("locked")
                     return
                 continue  # other connections committed: not a session's lock
             self._written()
