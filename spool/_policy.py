@@ -247,6 +247,13 @@ HANDOFF_ROUNDS = 4
 # moved again (77 of 2,000 events counted lost). An exit under a session's
 # lock therefore costs about lock_wait_ms + 15 ms (docs/performance.md).
 LOCK_UNMOVED_MS = 15
+# A lock already found unmoved before an exit's write began gets this one
+# short wait still: a session that let go meanwhile writes nothing (so
+# data_version never moves), and the first busy-timeout-0 try can meet
+# another connection's commit or checkpoint of a millisecond. Without it
+# one exit in three lost a dropped facade's parked rows (counted "locked";
+# tests/test_call_path_faults.py).
+LOCK_GRACE_MS = 5
 # How often appends retry opening a spool that was locked at open.
 REOPEN_EVERY_S = 0.1
 # The at-fork hook waits at most this long for a writer or helper mid-step.

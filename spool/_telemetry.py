@@ -114,6 +114,7 @@ class Telemetry:
         # closed, so the hot path tests one attribute.
         self._live_writer: Writer | None = None
         self._closed = False
+        self._orphan_guard: _hooks.Guard | None = None  # see _hooks.register
         self._count_fn = self._count  # bound once: track() passes it per call
         self._sampler = make_sampler(self.schema, env, prefix, self.run_id)
         try:
@@ -178,13 +179,12 @@ class Telemetry:
         policy = self.policy
         self._writer.run_locked(lambda spool: spool.expire_if_due(policy.max_age_days))
         if self.endpoint is not None:
-            # "Next start": drain what earlier runs left, if due (see _trigger);
-            # after _write_config, so the child reads this run's endpoint. The
-            # helper thread checks and spawns: a spawn never costs a call.
+            # "Next start": drain what earlier runs left, if due (see _trigger),
+            # after _write_config; the helper spawns: never a call's cost.
             self._trigger = Trigger(self.state_dir, self.policy, note_error=self._writer.note_error)
             self._writer.helper.trigger = self._trigger
             self._writer.helper.kick("trigger")
-        _hooks.register(self)
+        self._orphan_guard = _hooks.register(self, self._writer)
         # The schema's lifecycle events; install.json is created here, on enabled runs only.
         startup = lifecycle_events(
             self.schema,
@@ -324,6 +324,8 @@ class Telemetry:
             return
         self._closed = True
         self._live_writer = None
+        if self._orphan_guard is not None:
+            self._orphan_guard.detach()
         # One deadline for the whole close: helper, parked rows, claim, release.
         deadline = time.monotonic() + self.policy.close_wait_ms / 1000.0
         try:
@@ -331,9 +333,8 @@ class Telemetry:
             if writer is not None:
                 due = False
                 if self._trigger is not None:
-                    # At exit (atexit calls close): write the buffer and claim an
-                    # uploader run if one is due; close the spool first, then
-                    # start the child, so its start-up never slows the close.
+                    # At exit: write the buffer, claim an uploader run if due,
+                    # close the spool, then start the child (never slowing the close).
                     writer.helper.stop(max(deadline - time.monotonic(), 0.0))
                     if writer.sync(deadline=deadline):
                         due = writer.run_locked(self._trigger.claim, wait_ms=0) is True

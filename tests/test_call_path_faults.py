@@ -352,3 +352,45 @@ def test_the_call_path_never_waits_for_sqlites_lock(state_dir: Path) -> None:
         assert spool.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0
         assert t.status()["buffered"] == 0
     assert _count_rows(state_dir) == 32
+
+
+DROPPING_HOST = """
+import gc, sys
+from spool import Telemetry
+
+def handle_request(state):
+    # A facade per request, never closed: a host's bug, not a reason to lose rows.
+    t = Telemetry("demo", "1.0.0", state_dir=state)
+    for _ in range(10):
+        t.track("cli_command", cli_command="eval")  # parked: the lock is held
+    return t.status()["buffered"]
+
+parked = sum(handle_request(sys.argv[1]) for _ in range(5))
+gc.collect()  # the facades are gone
+print(parked, flush=True)
+sys.stdin.readline()  # the session lets go, then the host exits
+"""
+
+
+def test_rows_parked_in_a_facade_dropped_unclosed_are_written_at_exit(state_dir: Path) -> None:
+    Telemetry("demo", "1.0.0", state_dir=state_dir).close()  # the spool exists
+    holder = ExternalWriter(state_dir / "spool.db")
+    host = subprocess.Popen(
+        [sys.executable, "-c", DROPPING_HOST, str(state_dir)],
+        env=host_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert host.stdin is not None and host.stdout is not None
+    try:
+        assert int(host.stdout.readline()) >= 50
+    finally:
+        holder.release()
+        host.stdin.write("\n")
+        host.stdin.flush()
+        assert host.wait(timeout=60) == 0
+    db = sqlite3.connect(state_dir / "spool.db")
+    drops = dict(db.execute("SELECT reason, total FROM drops").fetchall())
+    db.close()
+    assert _count_rows(state_dir) == 50, (drops, sorted(os.listdir(state_dir)))

@@ -151,6 +151,67 @@ def test_multiprocessing_workers_store_every_event(tmp_path: Path, method: str) 
     assert _count(state, "json_extract(props, '$.cli_command') = 'dashboard'") == 16 * 50
 
 
+LOCKED_POOL_HOST = """
+import json, multiprocessing as mp, subprocess, sys
+from spool import Telemetry
+
+SESSION = (
+    "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+    "c.execute('BEGIN IMMEDIATE'); print('held', flush=True); sys.stdin.readline(); "
+    "c.execute('COMMIT')"
+)
+
+def work(state):
+    # Built inside the worker (no fork hook ran for it there), and every row
+    # parked: the parent's sqlite3 session holds the write lock throughout.
+    t = Telemetry("demo", "1.0.0", state_dir=state)
+    for _ in range(10):
+        t.track("cli_command", cli_command="dashboard")
+    return t.status()["buffered"]
+
+if __name__ == "__main__":
+    method, state = sys.argv[1], sys.argv[2]
+    Telemetry("demo", "1.0.0", state_dir=state).close()  # the spool exists
+    # The session in a process of its own: a connection holding the lock
+    # across a fork would leave it held in every forked child for good.
+    session = subprocess.Popen([sys.executable, "-c", SESSION, state + "/spool.db"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert session.stdout.readline().strip() == "held"
+    pool = mp.get_context(method).Pool(2)
+    parked = sum(pool.map(work, [state] * 4))
+    # A line, not EOF: forked workers hold the pipe's write end too.
+    session.stdin.write("go\\n")
+    session.stdin.flush()
+    session.wait()  # let go before the workers end
+    pool.close()
+    pool.join()
+    print(json.dumps({"parked": parked}))
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_pool_workers_write_their_parked_rows_as_they_end(tmp_path: Path, method: str) -> None:
+    # A fork or forkserver worker ends with os._exit: no atexit. Rows parked
+    # behind another connection's lock are written by the multiprocessing
+    # finalizer telespool adds when a facade is first built in a worker.
+    if method not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip(f"{method} is not available here")
+    state = tmp_path / "state"
+    script = tmp_path / "locked_pool_host.py"
+    script.write_text(LOCKED_POOL_HOST)
+    proc = subprocess.run(
+        [sys.executable, str(script), method, str(state)],
+        env=host_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(ROOT),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["parked"] > 0
+    assert _count(state, "json_extract(props, '$.cli_command') = 'dashboard'") == 4 * 10
+
+
 WSGI_APP = """
 import os, threading
 from spool import Telemetry

@@ -14,9 +14,12 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from .._policy import LOCK_UNMOVED_MS
+from .._policy import LOCK_GRACE_MS, LOCK_UNMOVED_MS
 from ._sidecar import append_losses
 from ._sqlite import classify_error
+
+# How often sync looks whether the helper has written the rows it took.
+IN_FLIGHT_LOOK_S = 0.001
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -75,10 +78,26 @@ class Closing:
         spool = self.spool
         if spool is None:
             return False
+        while True:
+            done = self._sync_once(spool, end)
+            # Rows the helper took to write on its own connection are still
+            # parked until it has: status() and flush() wait for them too, or
+            # they report rows "buffered" that are a busy-handler sleep (1-20
+            # ms under load) from the spool. The helper puts back what SQLite
+            # refuses, and the next round writes those.
+            if not done or not self._buffer.in_flight:
+                return done
+            while self._buffer.in_flight and time.monotonic() < end:
+                time.sleep(IN_FLIGHT_LOOK_S)
+            if self._buffer.in_flight:
+                return False
+
+    def _sync_once(self, spool: Spool, end: float) -> bool:
         if not self._lock.acquire(timeout=max(end - time.monotonic(), 0.001)):
             return False
         try:
             unmoved_s = (self.policy.lock_wait_ms + LOCK_UNMOVED_MS) / 1000.0
+            graced = False
             while True:
                 try:
                     self._buffer.write_to(spool)
@@ -94,6 +113,10 @@ class Closing:
                 version = version_or_none(spool)
                 if version is not None:
                     still = now - self.note_unmoved(version, now)
+                    if still >= unmoved_s and not graced:
+                        graced = True  # found so before this write: one short try
+                        spool.set_busy_timeout(LOCK_GRACE_MS)
+                        continue
                     if still >= unmoved_s:
                         # No connection committed through our waits (and the
                         # helper's): a session holds the lock, and will not

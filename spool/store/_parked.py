@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 
 from .._losses import Losses
+from .._threads import os_thread_api
 from ._rows import Row
 from ._store import Spool
 
@@ -27,6 +28,10 @@ class Parked(deque[Row]):
         # Not in len() or bool(): a Python __len__ on the deque cost every
         # append ~3 us (the call path asks ``if parked:`` twice).
         self.in_flight = 0
+        # The helper and a closing/appending thread may both be inside
+        # write_to: ``+=`` is several bytecodes, and a lost update would
+        # leave status() showing parked rows forever. Off the common path.
+        self._count_lock = os_thread_api()[1]()
 
     def park(self, rows: list[Row], losses: Losses) -> None:
         room = max(self.limit - len(self) - self.in_flight, 0)
@@ -53,14 +58,18 @@ class Parked(deque[Row]):
         if not self:
             return
         rows = self.take()
-        self.in_flight += len(rows)
+        self._count(len(rows))
         try:
             spool.append(rows)
         except BaseException:
             self.extendleft(reversed(rows))  # the caller decides whether to retry
             raise
         finally:
-            self.in_flight -= len(rows)
+            self._count(-len(rows))
+
+    def _count(self, n: int) -> None:
+        with self._count_lock:
+            self.in_flight += n
 
     def count_lost(self, losses: Losses) -> None:
         """At the exit's deadline: what SQLite never took is counted ``locked``."""

@@ -100,6 +100,10 @@ class Spool(Limits, Queue):
             policy.max_bytes - self.wal_hard - 64 * 1024 - policy.size_check_bytes,
             self.high_water,
         )
+        # file + WAL past this, full too whatever the pages in use: a pinned
+        # WAL grows past its share (room is left for the appends between two
+        # size checks near the cap, an eighth of size_check_bytes apart).
+        self.disk_full_at = policy.max_bytes - policy.size_check_bytes
         self.page_size = PAGE_SIZE  # read from the file once open (older spools: 4 KiB)
         self._conn: sqlite3.Connection | None = None
         self._needs_open = False  # a forked child's re-open failed: retried on use

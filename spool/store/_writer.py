@@ -12,8 +12,9 @@ Wraps a ``Spool`` with what the host needs around it:
   call path (``drain_parked``). Only a buffer overflowing may drop rows
   (``locked``);
 - the cap: past ``evict_at`` the helper thread evicts, off the call path;
-  past ``full_at`` (the helper fell behind a flood) rows are counted
-  under ``cap`` instead of written, so db + WAL never pass the cap;
+  past ``full_at`` or with file + WAL at the cap (the helper fell behind a
+  flood, a reader pins the WAL) rows are counted under ``cap`` instead of
+  written, so db + WAL never pass the cap;
 - fork safety: an at-fork hook quiesces the writer and its helper, so no
   telespool thread is inside SQLite when the process forks; the child opens
   its own connection, without waiting, on first use;
@@ -238,9 +239,6 @@ class Writer(Closing, Forking):
             else:
                 self._handle_error(exc, [])
 
-    def count_drop(self, reason: str, n: int = 1) -> None:
-        self.losses.add(reason, n)
-
     def note_error(self, kind: str) -> None:
         """Count a swallowed error. Persisted beside the drops as ``error.<kind>``
         so it reaches the maintainer with the next batch, not just a log."""
@@ -336,22 +334,23 @@ class Writer(Closing, Forking):
         if disk > spool.evict_at:
             # Pages in use, not file + WAL: through a flood the file keeps the
             # pages eviction freed (appends reuse them) and the WAL has its own
-            # share of the cap, so file + WAL stays past the mark after every
-            # eviction. Asked on that, the helper found nothing to evict every
-            # ~25 events and ran a TRUNCATE checkpoint under the writer's lock
-            # instead (calls over 1 ms at the cap: 9.5x the empty spool's).
+            # share, so file + WAL stays past the mark after every eviction
+            # (asked on that, the helper had nothing to evict every ~25 events).
             used = spool.used_bytes()
             # Full only when the data itself is at the cap: a WAL that readers
             # pinned past its share is the checkpoint's to shrink (the helper
             # runs one), not a reason to lose events.
-            self._full = used > spool.full_at
+            # Or file + WAL at the cap: a reader descheduled mid-read pins the
+            # WAL, which grows with every append (709 KiB on a 512 KiB cap in
+            # CI under load) until the helper's TRUNCATE checkpoint.
+            self._full = used > spool.full_at or disk > spool.disk_full_at
             if used > spool.evict_at or spool.wal_over_share():
                 self.helper.kick("evict")
             # Near the cap, look 8x as often (still two stats per ~25 events),
             # so what lands between two checks cannot carry it past the cap.
             self._size_check_bytes = max(self.policy.size_check_bytes // 8, 1)
             return
-        # file + WAL bounds the pages in use from above: two stats suffice here.
+        # file + WAL bounds the pages in use from above: two stats suffice.
         self._full = False
         self._size_check_bytes = self.policy.size_check_bytes
         if spool.wal_bytes() > spool.wal_budget:
