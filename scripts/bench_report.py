@@ -40,10 +40,11 @@ NOTES = """\
   the raw insert's own p99 and p99.9 show.
   A flood with no pause at all reaches SQLite's inline autocheckpoint at a
   quarter of the cap (one stall per ~4,000 events).
-- **At the cap** eviction is still inline: when the spool crosses its
-  high-water mark, the appending call deletes the oldest ~20% and returns the
-  pages to the OS. That is the 90%-full row's max; it happens once per ~20% of
-  the cap (about 15,000 events at the default 32 MiB).
+- **At the cap** no call evicts: past the eviction mark `track()` kicks the
+  helper thread, which deletes the oldest events in slices of 128 rows on the
+  writer's connection, and gives freed pages back in the next pause. If it
+  falls behind a flood (or a reader pins the WAL), the newest rows are counted
+  `cap` instead of written, so database + WAL stay under the cap.
 - **Exit delay** is measured from the host's last line of work to its process
   being gone, median of 9 runs, each run isolated from the previous run's
   detached uploader (on 2 cores that child's start-up would otherwise compete

@@ -244,10 +244,13 @@ class Helper:
             if n is None:
                 misses += 1  # the writer's lock was busy throughout: try again
             elif n == 0:
-                # The WAL past its share (a reader pinned it: appends then
-                # stop, counted "cap"): a full checkpoint shrinks it. Only
-                # then: it holds the writer's lock for a few fsyncs.
-                self._on_writer_spool(_truncate_if_pinned)
+                if not evicted:
+                    # Asked because the WAL is past its share (a reader pinned
+                    # it: appends stop, counted "cap"): a full checkpoint
+                    # shrinks it. Only then: it holds the writer's lock for a
+                    # few fsyncs (after an eviction the WAL restarts, cut back
+                    # to journal_size_limit, at the next complete checkpoint).
+                    self._on_writer_spool(_truncate_if_pinned)
                 break
             else:
                 evicted += int(n)  # type: ignore[call-overload]
