@@ -18,7 +18,7 @@ import weakref
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Protocol
+    from typing import Any, Protocol
 
     class Hooked(Protocol):
         """What the hooks call; ``Telemetry`` implements it. None of these may raise."""
@@ -94,12 +94,16 @@ def _hook_multiprocessing() -> None:
 def _in_multiprocessing_child(_token: object) -> None:
     util = sys.modules.get("multiprocessing.util")
     if util is not None:
-        util.Finalize(None, _close_all, exitpriority=10)
-        _MP_FINALIZED[0] = os.getpid()
+        _close_all_at_worker_exit(util)
 
 
 # The pid whose multiprocessing exit already closes every facade.
 _MP_FINALIZED = [0]
+
+
+def _close_all_at_worker_exit(util: Any) -> None:
+    util.Finalize(None, _close_all, exitpriority=10)
+    _MP_FINALIZED[0] = os.getpid()
 
 
 def _finalize_in_multiprocessing_child() -> None:
@@ -118,8 +122,7 @@ def _finalize_in_multiprocessing_child() -> None:
     except Exception:
         return
     if in_child:
-        util.Finalize(None, _close_all, exitpriority=10)
-        _MP_FINALIZED[0] = os.getpid()
+        _close_all_at_worker_exit(util)
 
 
 class _Orphan:

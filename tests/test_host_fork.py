@@ -131,13 +131,14 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
-def test_multiprocessing_workers_store_every_event(tmp_path: Path, method: str) -> None:
+def _run_pool_host(tmp_path: Path, code: str, method: str) -> tuple[Path, dict[str, int]]:
+    """Run ``code`` as a script (multiprocessing needs a real ``__main__``
+    file) with ``method`` and a state dir; its last stdout line, parsed."""
     if method not in __import__("multiprocessing").get_all_start_methods():
         pytest.skip(f"{method} is not available here")
     state = tmp_path / "state"
-    script = tmp_path / "mp_host.py"
-    script.write_text(MP_HOST)
+    script = tmp_path / "pool_host.py"
+    script.write_text(code)
     proc = subprocess.run(
         [sys.executable, str(script), method, str(state)],
         env=host_env(),
@@ -147,7 +148,13 @@ def test_multiprocessing_workers_store_every_event(tmp_path: Path, method: str) 
         cwd=str(ROOT),
     )
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["total"] == 16 * 50
+    return state, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_multiprocessing_workers_store_every_event(tmp_path: Path, method: str) -> None:
+    state, result = _run_pool_host(tmp_path, MP_HOST, method)
+    assert result["total"] == 16 * 50
     assert _count(state, "json_extract(props, '$.cli_command') = 'dashboard'") == 16 * 50
 
 
@@ -194,21 +201,8 @@ def test_pool_workers_write_their_parked_rows_as_they_end(tmp_path: Path, method
     # A fork or forkserver worker ends with os._exit: no atexit. Rows parked
     # behind another connection's lock are written by the multiprocessing
     # finalizer telespool adds when a facade is first built in a worker.
-    if method not in __import__("multiprocessing").get_all_start_methods():
-        pytest.skip(f"{method} is not available here")
-    state = tmp_path / "state"
-    script = tmp_path / "locked_pool_host.py"
-    script.write_text(LOCKED_POOL_HOST)
-    proc = subprocess.run(
-        [sys.executable, str(script), method, str(state)],
-        env=host_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=str(ROOT),
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["parked"] > 0
+    state, result = _run_pool_host(tmp_path, LOCKED_POOL_HOST, method)
+    assert result["parked"] > 0
     assert _count(state, "json_extract(props, '$.cli_command') = 'dashboard'") == 4 * 10
 
 

@@ -337,12 +337,10 @@ class Writer(Closing, Forking):
             # share, so file + WAL stays past the mark after every eviction
             # (asked on that, the helper had nothing to evict every ~25 events).
             used = spool.used_bytes()
-            # Full only when the data itself is at the cap: a WAL that readers
-            # pinned past its share is the checkpoint's to shrink (the helper
-            # runs one), not a reason to lose events.
-            # Or file + WAL at the cap: a reader descheduled mid-read pins the
-            # WAL, which grows with every append (709 KiB on a 512 KiB cap in
-            # CI under load) until the helper's TRUNCATE checkpoint.
+            # Full when the data is at the cap, or when file + WAL are: a WAL
+            # a reader pinned past its share is the checkpoint's to shrink
+            # (the helper runs one), but until then it grows with every append
+            # (709 KiB on a 512 KiB cap in CI under load).
             self._full = used > spool.full_at or disk > spool.disk_full_at
             if used > spool.evict_at or spool.wal_over_share():
                 self.helper.kick("evict")
