@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from spool import Telemetry
 from spool._policy import Policy
 from spool.store._rows import Row, iso_time
 from spool.store._store import Spool
+from spool.store._writer import Writer
 
 CAP = 512 * 1024
 
@@ -23,6 +25,22 @@ def _disk(state_dir: Path) -> int:
         except FileNotFoundError:
             pass
     return total
+
+
+def trace_writer(writer: Writer, callback: Callable[[str], object] | None) -> None:
+    """Set or clear the writer connection's trace callback under the writer's lock.
+
+    Set from this thread while the helper thread is inside SQLite, it deadlocks
+    (seen on 3.13 as a CI run hung for an hour): the helper's statement calls the
+    callback, which waits for the GIL this thread holds while it waits for the
+    connection's mutex. Under the writer's lock the helper is never inside SQLite.
+    """
+
+    def install(spool: Spool) -> bool:
+        spool.conn.set_trace_callback(callback)
+        return True
+
+    assert writer.run_locked(install, wait_ms=10_000)
 
 
 def test_database_plus_wal_never_exceed_the_cap_under_a_flood(state_dir: Path) -> None:
@@ -109,11 +127,10 @@ def test_a_flood_at_the_cap_checkpoints_the_wal_under_the_writers_lock_only_when
         writer = t._writer
         assert writer is not None and writer.spool is not None
         on_writer: list[str] = []
-        conn = writer.spool.conn
-        conn.set_trace_callback(on_writer.append)  # appends and the helper's slices alike
+        trace_writer(writer, on_writer.append)  # appends and the helper's slices alike
         for _ in range(6_000):  # about 3x what the cap holds; no reader pins the WAL
             t.track("cli_command", cli_command="dashboard")
-        conn.set_trace_callback(None)
+        trace_writer(writer, None)
         evicted = t.status()["dropped"].get("evicted", 0)
     assert evicted > 0
     truncates = [s for s in on_writer if "wal_checkpoint(TRUNCATE)" in s.replace(" ", "")]

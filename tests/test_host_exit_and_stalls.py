@@ -19,6 +19,7 @@ from spool import Telemetry
 from tests.hosts import run_host, stored_commands
 from tests.servers import refused_port
 from tests.test_call_path_faults import ExternalWriter
+from tests.test_cap import trace_writer
 
 
 def test_exit_under_an_inspectors_lock_stores_or_counts_every_event(state_dir: Path) -> None:
@@ -96,7 +97,6 @@ def test_a_flood_at_the_cap_stays_under_it_and_never_evicts_inline(state_dir: Pa
         writer = t._writer
         assert writer is not None and writer.spool is not None
         inline: list[str] = []
-        conn = writer.spool.conn
         main = threading.main_thread()
 
         def trace(sql: str) -> None:
@@ -104,14 +104,14 @@ def test_a_flood_at_the_cap_stays_under_it_and_never_evicts_inline(state_dir: Pa
             if threading.current_thread() is main:
                 inline.append(sql)
 
-        conn.set_trace_callback(trace)
+        trace_writer(writer, trace)
         peak = 0
         flood = 6_000  # about 3x what the cap holds
         for i in range(flood):
             t.track("cli_command", cli_command="dashboard")
             if i % 50 == 0:
                 peak = max(peak, writer.spool.disk_bytes())
-        conn.set_trace_callback(None)
+        trace_writer(writer, None)
     assert peak <= cap, peak
     assert not [s for s in inline if s.lstrip().upper().startswith("DELETE")]
     # Read after close: the helper may still have been evicting at status().

@@ -51,6 +51,16 @@ if TYPE_CHECKING:
 __all__ = ["Helper"]
 
 JOBS = ("evict", "trigger", "drain", "wal")
+# A WAL past its share, with other hosts appending to the spool: it never
+# restarts on its own (each PASSIVE checkpoint meets their newer frames), and
+# a TRUNCATE checkpoint returns busy at once while one of their inline
+# checkpoints holds SQLite's checkpoint lock. One try per eviction pass let
+# four hosts flooding one spool grow the WAL to 21 MB, and counted 2,240 of
+# 40,000 events "cap" with the data at 14 MB of a 32 MiB cap. So: up to
+# PINNED_WAL_TRIES tries, PINNED_WAL_GAP_S apart (the writer's lock let go in
+# between), each waiting up to lock_wait_ms for the write lock.
+PINNED_WAL_TRIES = 50
+PINNED_WAL_GAP_S = 0.002
 
 
 class Helper:
@@ -250,7 +260,7 @@ class Helper:
                     # shrinks it. Only then: it holds the writer's lock for a
                     # few fsyncs (after an eviction the WAL restarts, cut back
                     # to journal_size_limit, at the next complete checkpoint).
-                    self._on_writer_spool(_truncate_if_pinned)
+                    self._shrink_pinned_wal()
                 break
             else:
                 evicted += int(n)  # type: ignore[call-overload]
@@ -260,6 +270,12 @@ class Helper:
             # vacuum; the file shrinks, and the WAL restarts, in the next pause.
             self._vacuum_due = True
             self._jobs["wal"] = True
+
+    def _shrink_pinned_wal(self) -> None:
+        for _ in range(PINNED_WAL_TRIES):
+            if self._stopping or self._on_writer_spool(_truncate_if_pinned):
+                return
+            self._sleep(PINNED_WAL_GAP_S)
 
     def _vacuum(self) -> bool:
         """Give freed pages back in slices; False if appends resumed first.
@@ -307,9 +323,9 @@ class Helper:
         # appends resumed: a later round restarts it.
 
 
-def _truncate_if_pinned(spool: Spool) -> None:
-    if spool.wal_over_share():
-        spool.truncate_wal()
+def _truncate_if_pinned(spool: Spool) -> bool:
+    """True once the WAL is within its share."""
+    return not spool.wal_over_share() or spool.truncate_wal()
 
 
 def _vacuum_pages(spool: Spool) -> int:

@@ -132,11 +132,14 @@ class Limits:
         conn.executescript(f"PRAGMA incremental_vacuum({int(max_pages)});")
         return int(free) > max_pages
 
-    def truncate_wal(self) -> None:
-        """A TRUNCATE checkpoint: the WAL back to zero bytes if no reader pins it."""
+    def truncate_wal(self) -> bool:
+        """A TRUNCATE checkpoint: the WAL back to zero bytes; False if SQLite was
+        busy (another connection checkpointing, writing or reading the WAL)."""
         conn = self.conn
-        if not conn.in_transaction:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        if conn.in_transaction:
+            return False
+        (busy, _, _) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
 
     def used_bytes(self) -> int:
         """Bytes of pages in use: the file less the free pages appends will reuse.
