@@ -194,6 +194,7 @@ class Helper:
                 if job == "wal" and not self._vacuum():  # takes busy per slice itself
                     self._jobs["wal"] = True  # appends resumed: the rest in the next pause
                     continue
+                restart = False
                 with self.busy:
                     spool = self._open()
                     try:
@@ -201,12 +202,21 @@ class Helper:
                             if self.trigger is not None:
                                 self.trigger.maybe_spawn(spool)
                         else:
-                            self._wal_round(spool)
+                            restart = spool.checkpoint()
+                            if restart and self._on_writer is None:
+                                spool.restart_wal()
                     finally:
                         # The trigger reads the upload row on this connection: a
                         # hand-edited one counts here, or the count would be lost
                         # when the spawn claim rewrites the row.
                         take_bad_rows(spool, self._losses)
+                if restart and self._on_writer is not None:
+                    # The restart is a write: on the writer's connection, under
+                    # its lock, or this process's threads resuming after the
+                    # pause meet it as SQLite's lock (busy 0) and count "locked".
+                    # (Otherwise a reader pins part of the WAL, or appends
+                    # resumed: a later round restarts it.)
+                    self._on_writer_spool(_restart_wal)
             except Exception as exc:  # counted; the spool is re-opened at the next job
                 self._losses.error(classify_error(exc))
                 self._close_spool()
@@ -289,9 +299,7 @@ class Helper:
         while not self._stopping and not self._urgent():
             if self._appends() != seen:
                 return False
-            more = self._on_writer_spool(
-                lambda spool: spool.vacuum_slice(_vacuum_pages(spool))
-            )
+            more = self._on_writer_spool(lambda spool: spool.vacuum_slice(_vacuum_pages(spool)))
             if not more:
                 break
             self._yield()
@@ -315,12 +323,9 @@ class Helper:
             self._wake.acquire(timeout=BUSY_LOOK_S)
         return False
 
-    @staticmethod
-    def _wal_round(spool: Spool) -> None:
-        if spool.checkpoint():
-            spool.restart_wal()
-        # Otherwise a reader (an uploader mid-batch) pins part of the WAL, or
-        # appends resumed: a later round restarts it.
+
+def _restart_wal(spool: Spool) -> None:
+    spool.restart_wal()
 
 
 def _truncate_if_pinned(spool: Spool) -> bool:

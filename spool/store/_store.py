@@ -102,7 +102,7 @@ class Spool(Limits, Queue):
         )
         # file + WAL past this, full too whatever the pages in use: a pinned
         # WAL grows past its share (room is left for the appends between two
-        # size checks near the cap, an eighth of size_check_bytes apart).
+        # size checks near the cap, a 64th of size_check_bytes apart).
         self.disk_full_at = policy.max_bytes - policy.size_check_bytes
         self.page_size = PAGE_SIZE  # read from the file once open (older spools: 4 KiB)
         self._conn: sqlite3.Connection | None = None

@@ -187,6 +187,8 @@ class Writer(Closing, Forking):
                     self.note_error(reason)
                     return
                 after = version_or_none(spool)
+                if self._lock.locked():
+                    continue  # this process's own append holds it (descheduled): it commits
                 if after is not None and after == before:
                     # A full lock_wait_ms with no commit by anyone: counted,
                     # so a held lock reaches status() and the maintainer even
@@ -344,9 +346,10 @@ class Writer(Closing, Forking):
             self._full = used > spool.full_at or disk > spool.disk_full_at
             if used > spool.evict_at or spool.wal_over_share():
                 self.helper.kick("evict")
-            # Near the cap, look 8x as often (still two stats per ~25 events),
-            # so what lands between two checks cannot carry it past the cap.
-            self._size_check_bytes = max(self.policy.size_check_bytes // 8, 1)
+            # Near the cap, look every few events: each rewrites a page or two
+            # into the WAL (~12x its own bytes), so an eighth of the interval
+            # let file + WAL grow 24 KiB past the check's 16 KiB margin.
+            self._size_check_bytes = max(self.policy.size_check_bytes // 64, 1)
             return
         # file + WAL bounds the pages in use from above: two stats suffice.
         self._full = False
