@@ -258,6 +258,13 @@ LOCK_GRACE_MS = 5
 REOPEN_EVERY_S = 0.1
 # The at-fork hook waits at most this long for a writer or helper mid-step.
 FORK_QUIESCE_S = 1.0
+# The helper's drain found SQLite's lock held through a slice while one of
+# this process's threads held the writer's lock: that thread may be the
+# holder, descheduled mid-commit (under CPU load, for well over lock_wait_ms).
+# The drain waits this long for it (off the call path) before it judges by
+# the data version whether anyone committed; without the wait, thread bursts
+# under load counted their own commits as a session's lock ("locked").
+OWN_HOLDER_WAIT_S = 0.1
 # Rows deleted per eviction transaction: a fraction of a millisecond of write
 # lock here, so an append racing it waits well under lock_wait_ms.
 EVICT_SLICE = 128

@@ -33,7 +33,8 @@ def trace_writer(writer: Writer, callback: Callable[[str], object] | None) -> No
     Set from this thread while the helper thread is inside SQLite, it deadlocks
     (seen on 3.13 as a CI run hung for an hour): the helper's statement calls the
     callback, which waits for the GIL this thread holds while it waits for the
-    connection's mutex. Under the writer's lock the helper is never inside SQLite.
+    connection's mutex. Under the writer's lock the helper is never on this
+    connection (its own connection it uses under its busy lock only).
     """
 
     def install(spool: Spool) -> bool:

@@ -58,7 +58,7 @@ JOBS = ("evict", "trigger", "drain", "wal")
 # four hosts flooding one spool grow the WAL to 21 MB, and counted 2,240 of
 # 40,000 events "cap" with the data at 14 MB of a 32 MiB cap. So: up to
 # PINNED_WAL_TRIES tries, PINNED_WAL_GAP_S apart (the writer's lock let go in
-# between), each waiting up to lock_wait_ms for the write lock.
+# between), as long as it is their checkpoint lock that answers busy.
 PINNED_WAL_TRIES = 50
 PINNED_WAL_GAP_S = 0.002
 
@@ -283,9 +283,14 @@ class Helper:
 
     def _shrink_pinned_wal(self) -> None:
         for _ in range(PINNED_WAL_TRIES):
-            if self._stopping or self._on_writer_spool(_truncate_if_pinned):
+            if self._stopping:
                 return
-            self._sleep(PINNED_WAL_GAP_S)
+            done = self._on_writer_spool(_truncate_if_pinned)
+            if done is not None:
+                # Done, or a reader pins it: each try would wait the busy
+                # timeout holding the writer's lock; the next pass tries again.
+                return
+            self._sleep(PINNED_WAL_GAP_S)  # another connection checkpointing
 
     def _vacuum(self) -> bool:
         """Give freed pages back in slices; False if appends resumed first.
@@ -328,9 +333,9 @@ def _restart_wal(spool: Spool) -> None:
     spool.restart_wal()
 
 
-def _truncate_if_pinned(spool: Spool) -> bool:
-    """True once the WAL is within its share."""
-    return not spool.wal_over_share() or spool.truncate_wal()
+def _truncate_if_pinned(spool: Spool) -> bool | None:
+    """True once the WAL is within its share; see ``truncate_wal``."""
+    return True if not spool.wal_over_share() else spool.truncate_wal()
 
 
 def _vacuum_pages(spool: Spool) -> int:

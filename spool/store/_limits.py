@@ -132,14 +132,18 @@ class Limits:
         conn.executescript(f"PRAGMA incremental_vacuum({int(max_pages)});")
         return int(free) > max_pages
 
-    def truncate_wal(self) -> bool:
-        """A TRUNCATE checkpoint: the WAL back to zero bytes; False if SQLite was
-        busy (another connection checkpointing, writing or reading the WAL)."""
+    def truncate_wal(self) -> bool | None:
+        """A TRUNCATE checkpoint: the WAL back to zero bytes. True if done; None
+        if another connection's checkpoint held SQLite's checkpoint lock (it
+        answers at once: worth another try soon); False if a reader or writer
+        kept it from finishing within the busy timeout."""
         conn = self.conn
         if conn.in_transaction:
             return False
-        (busy, _, _) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        return not busy
+        (busy, log, _) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if not busy:
+            return True
+        return None if log == -1 else False
 
     def used_bytes(self) -> int:
         """Bytes of pages in use: the file less the free pages appends will reuse.

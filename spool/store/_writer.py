@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from .._losses import ERROR_PREFIX, Losses, split_errors
-from .._policy import HANDOFF_ROUNDS, HANDOFF_ROWS, REOPEN_EVERY_S, Policy
+from .._policy import HANDOFF_ROUNDS, HANDOFF_ROWS, OWN_HOLDER_WAIT_S, REOPEN_EVERY_S, Policy
 from .._threads import green_patched, os_thread_api
 from ._closing import Closing, version_or_none
 from ._forking import Forking
@@ -186,9 +186,9 @@ class Writer(Closing, Forking):
                 if reason != "locked":
                     self.note_error(reason)
                     return
+                if self._lock.locked() and self._lock.acquire(timeout=OWN_HOLDER_WAIT_S):
+                    self._lock.release()  # our own holder (descheduled mid-commit) is done
                 after = version_or_none(spool)
-                if self._lock.locked():
-                    continue  # this process's own append holds it (descheduled): it commits
                 if after is not None and after == before:
                     # A full lock_wait_ms with no commit by anyone: counted,
                     # so a held lock reaches status() and the maintainer even
@@ -348,7 +348,7 @@ class Writer(Closing, Forking):
                 self.helper.kick("evict")
             # Near the cap, look every few events: each rewrites a page or two
             # into the WAL (~12x its own bytes), so an eighth of the interval
-            # let file + WAL grow 24 KiB past the check's 16 KiB margin.
+            # let file + WAL grow 24 KiB past the margin (size_check_bytes).
             self._size_check_bytes = max(self.policy.size_check_bytes // 64, 1)
             return
         # file + WAL bounds the pages in use from above: two stats suffice.
