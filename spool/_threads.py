@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-__all__ = ["green_patched", "os_sleep", "os_thread_api"]
+__all__ = ["green_patched", "os_sleep", "os_thread_api", "wait_unlocked"]
 
 
 def green_patched() -> bool:
@@ -70,3 +70,16 @@ def os_sleep() -> Callable[[float], None]:
     import time
 
     return time.sleep
+
+
+def wait_unlocked(lock: Any, timeout_s: float, look_s: float = 0.001) -> None:
+    """Wait (off the call path) until ``lock`` is free or ``timeout_s`` passed,
+    without taking it: a taker would make appending threads hand their rows
+    over to it, and rows handed to a thread that does not write them stay
+    parked past the buffer's limit."""
+    import time
+
+    sleep = os_sleep()
+    until = time.monotonic() + timeout_s
+    while lock.locked() and time.monotonic() < until:
+        sleep(look_s)

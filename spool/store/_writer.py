@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .._losses import ERROR_PREFIX, Losses, split_errors
 from .._policy import HANDOFF_ROUNDS, HANDOFF_ROWS, OWN_HOLDER_WAIT_S, REOPEN_EVERY_S, Policy
-from .._threads import green_patched, os_thread_api
+from .._threads import green_patched, os_thread_api, wait_unlocked
 from ._closing import Closing, version_or_none
 from ._forking import Forking
 from ._helper import Helper
@@ -186,8 +186,7 @@ class Writer(Closing, Forking):
                 if reason != "locked":
                     self.note_error(reason)
                     return
-                if self._lock.locked() and self._lock.acquire(timeout=OWN_HOLDER_WAIT_S):
-                    self._lock.release()  # our own holder (descheduled mid-commit) is done
+                wait_unlocked(self._lock, OWN_HOLDER_WAIT_S)  # our own holder, mid-commit?
                 after = version_or_none(spool)
                 if after is not None and after == before:
                     # A full lock_wait_ms with no commit by anyone: counted,
