@@ -203,14 +203,12 @@ class Helper:
                                 self.trigger.maybe_spawn(spool)
                         else:
                             restart = spool.checkpoint()
-                            if restart and self._on_writer is None:
-                                spool.restart_wal()
                     finally:
                         # The trigger reads the upload row on this connection: a
                         # hand-edited one counts here, or the count would be lost
                         # when the spawn claim rewrites the row.
                         take_bad_rows(spool, self._losses)
-                if restart and self._on_writer is not None:
+                if restart:
                     # The restart is a write: on the writer's connection, under
                     # its lock, or this process's threads resuming after the
                     # pause meet it as SQLite's lock (busy 0) and count "locked".
@@ -335,7 +333,7 @@ def _restart_wal(spool: Spool) -> None:
 
 def _truncate_if_pinned(spool: Spool) -> bool | None:
     """True once the WAL is within its share; see ``truncate_wal``."""
-    return True if not spool.wal_over_share() else spool.truncate_wal()
+    return not spool.wal_over_share() or spool.truncate_wal()
 
 
 def _vacuum_pages(spool: Spool) -> int:
