@@ -197,30 +197,22 @@ class Helper:
                 if job == "evict":
                     self._evict()
                     continue
-                if job == "wal" and not self._vacuum():  # takes busy per slice itself
-                    self._jobs["wal"] = True  # appends resumed: the rest in the next pause
+                if job == "wal":
+                    if not self._vacuum():  # takes busy per slice itself
+                        self._jobs["wal"] = True  # appends resumed: the rest in the next pause
+                    elif self._on_writer_spool(_checkpoint_and_restart) and self._vacuum_due:
+                        self._jobs["wal"] = True  # the vacuum stopped for this restart
                     continue
-                restart = False
-                with self.busy:
+                with self.busy:  # the trigger
                     spool = self._open()
                     try:
-                        if job == "trigger":
-                            if self.trigger is not None:
-                                self.trigger.maybe_spawn(spool)
-                        else:
-                            restart = spool.checkpoint()
+                        if self.trigger is not None:
+                            self.trigger.maybe_spawn(spool)
                     finally:
                         # The trigger reads the upload row on this connection: a
                         # hand-edited one counts here, or the count would be lost
                         # when the spawn claim rewrites the row.
                         take_bad_rows(spool, self._losses)
-                if restart:
-                    # The restart is a write: on the writer's connection, under
-                    # its lock, or this process's threads resuming after the
-                    # pause meet it as SQLite's lock (busy 0) and count "locked".
-                    # (Otherwise a reader pins part of the WAL, or appends
-                    # resumed: a later round restarts it.)
-                    self._on_writer_spool(_restart_wal)
             except Exception as exc:  # counted; the spool is re-opened at the next job
                 self._losses.error(classify_error(exc))
                 self._close_spool()
@@ -308,8 +300,11 @@ class Helper:
         while not self._stopping and not self._urgent():
             if self._appends() != seen:
                 return False
-            more = self._on_writer_spool(lambda spool: spool.vacuum_slice(_vacuum_pages(spool)))
-            if not more:
+            more = self._on_writer_spool(_vacuum_step)
+            if more == "wal":
+                # Checkpoint and restart first, then go on (see _vacuum_step).
+                return True
+            if more != "more":
                 break
             self._yield()
         self._vacuum_due = False
@@ -352,13 +347,34 @@ class Helper:
         return False
 
 
-def _restart_wal(spool: Spool) -> None:
+def _checkpoint_and_restart(spool: Spool) -> bool:
+    """On the writer's connection, under its lock: a checkpoint on the helper's
+    own connection ran beside appends, and while it held SQLite's checkpoint
+    lock their inline checkpoint answered busy, so the WAL grew past wal_hard
+    by every append of those milliseconds (534 KB peaks on a 512 KiB cap).
+    Appends meanwhile hand their rows over (Writer.append). The restart is a
+    write after a complete checkpoint: SQLite syncs the WAL header there, so
+    no append pays for it. (Otherwise a reader pins part of the WAL, or rows
+    came in: a later round restarts it.)"""
+    if not spool.checkpoint():
+        return False
     spool.restart_wal()
+    return True
 
 
 def _truncate_if_pinned(spool: Spool) -> bool | None:
     """True once the WAL is within its share; see ``truncate_wal``."""
     return not spool.wal_over_share() or spool.truncate_wal()
+
+
+def _vacuum_step(spool: Spool) -> str:
+    """One vacuum slice: "more" or "done"; or "wal" when the WAL is past its
+    share: a slice writes ~3 pages per page it moves, and one that carried the
+    WAL to wal_hard ran SQLite's inline checkpoint inside its commit, under
+    the writer's lock (a 7 ms hold; track() calls waited lock_wait_ms each)."""
+    if spool.wal_bytes() > spool.wal_budget:
+        return "wal"
+    return "more" if spool.vacuum_slice(_vacuum_pages(spool)) else "done"
 
 
 def _vacuum_pages(spool: Spool) -> int:

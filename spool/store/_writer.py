@@ -334,18 +334,18 @@ class Writer(Closing, Forking):
         spool.unchecked_bytes = 0
         disk = spool.disk_bytes()
         if disk > spool.evict_at:
-            # Pages in use, not file + WAL: through a flood the file keeps the
-            # pages eviction freed (appends reuse them) and the WAL has its own
-            # share, so file + WAL stays past the mark after every eviction
+            # Pages in use, not file + WAL: the file keeps the pages eviction
+            # freed (appends reuse them), so file + WAL stays past the mark
             # (asked on that, the helper had nothing to evict every ~25 events).
             used = spool.used_bytes()
             # Full when the data is at the cap, or when file + WAL are: a WAL
             # a reader pinned past its share is the checkpoint's to shrink
-            # (the helper runs one), but until then it grows with every append
-            # (709 KiB on a 512 KiB cap in CI under load).
+            # (the helper runs one), but until then it grows with every append.
             self._full = used > spool.full_at or disk > spool.disk_full_at
             if used > spool.evict_at or spool.wal_over_share():
                 self.helper.kick("evict")
+            elif spool.wal_bytes() > spool.wal_budget:
+                self.helper.kick("wal")  # near the cap too, or SQLite checkpoints inline
             # Near the cap, look every few events (each is charged its bytes
             # and two pages, see Spool.append_one): an eighth of the interval
             # in row bytes alone let file + WAL grow 24 KiB past the margin.
