@@ -30,13 +30,11 @@ NOTES = """\
   state (1.5× to 2.1× seen on this VM on one day, with the same code).
 - **p99 and max.** SQLite syncs at every WAL cycle: the WAL and the database
   around a checkpoint, and the WAL header when the next write restarts the
-  WAL. A helper thread waits until no `track()` has run for 2 ms
-  (`wal_idle_ms`) and does all three itself, on the writer's connection under
-  its lock (a `track()` meanwhile hands its row over), so no `track()` waits
-  for an fsync; new spools use 1 KiB pages, so the WAL fills 2.4× slower. The
-  raw insert pays its checkpoints inline: that is its max. While appends flow,
-  the helper looks for a pause every 20 ms (after two quick re-looks); each
-  look costs the appending thread a GIL switch (looking every 5 ms put
+  WAL. A helper thread waits for a 5 ms pause in appends and does all three
+  itself, so no `track()` waits for an fsync; new spools use 1 KiB pages, so
+  the WAL fills 2.4× slower. The raw insert pays its checkpoints inline: that
+  is its max. While appends flow, the helper looks for a pause every 20 ms;
+  each look costs the appending thread a GIL switch (looking every 5 ms put
   `track()`'s p99 25-40 µs above the raw insert's). What is left in the
   tail is the machine: ext4 journal commits while the WAL file grows, which
   the raw insert's own p99 and p99.9 show.
@@ -350,17 +348,7 @@ promises the tests pin):
   connection has committed for `lock_wait_ms` + `LOCK_UNMOVED_MS` (15 ms):
   with 100 forked children appending at once on 2 cores, gaps between commits
   reached 13-22 ms, and a 3 ms margin lost events in one run of six.
-- **Spawns.** The spawn runs on the helper thread, never in `track()` (an
-  audit-hook test proves it), at a lower CPU priority (nice and autogroup).
-  What the max still shows is the uploader children's Python start-up
-  competing for 2 cores: the slow calls are whole scheduler ticks (~4 ms) with
-  little CPU time of their own (`time.thread_time`). SCHED_IDLE was tried:
-  `posix_spawn`'s scheduler argument answers EINVAL here, and a spawning
-  thread set to SCHED_IDLE made no difference beyond the noise.
-- **gevent.** The loop tracks 50 events between 5 ms sleeps. Until this run
-  the helper heard of the WAL late (row bytes counted, not WAL bytes) and
-  rarely saw a 5 ms pause, so SQLite checkpointed inline in a `track()`
-  (3 ms) about every 600 events: the worst stall was 8-9 ms. Now no call in
-  the loop takes over 1 ms in most runs; the worst stall left is the burst
-  itself (50 calls, ~1.7 ms, at most ~3 ms) plus the ticker's own sleep,
-  against a baseline of ~1.6-2.5 ms for 50 `json.dumps` calls."""
+- **Spawns and gevent.** The spawn runs on the helper thread, never in
+  `track()` (an audit-hook test proves it), and the helper is a real OS thread
+  under gevent; what the max still shows is the uploader child's Python start-up
+  and the helper's fsyncs competing for 2 cores."""

@@ -48,7 +48,7 @@ class Policy(Record):
     # WAL maintenance (a checkpoint and a restart: three fsyncs) runs on a
     # helper thread once appends have paused this long, so no append waits
     # behind it; a few ms is a pause in any host that is not flooding.
-    wal_idle_ms: float = 2.0
+    wal_idle_ms: float = 5.0
     # Bigger props are a bug in the host, not telemetry; stored nowhere.
     max_event_bytes: int = 4 * KiB
 

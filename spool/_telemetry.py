@@ -253,13 +253,12 @@ class Telemetry:
             if size > self._max_event_bytes:
                 self._count("too_large")
                 return
-            now = time.time()
-            row = (_ids.new_event_id(), name, iso_time(now), self.run_id, props_json, size)
+            row = (_ids.new_event_id(), name, iso_time(time.time()), self.run_id, props_json, size)
             writer.append(_new_row(Row, row))
-            writer.last_track_at = now  # the helper's pause probe: no clock read of its own
             trigger = self._trigger
             if trigger is not None and trigger.tick():
-                # A counter or one clock read per call; checks, spawns on the helper.
+                # Long-lived host: a counter or one clock read per call; the
+                # check and any spawn run on the helper thread.
                 writer.helper.kick("trigger")
         except Exception:
             # The last line of defence: count it, never let it reach the host.

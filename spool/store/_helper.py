@@ -26,7 +26,6 @@ helper to be outside SQLite before the process forks.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from .._losses import Losses
@@ -61,9 +60,6 @@ JOBS = ("evict", "trigger", "drain", "wal")
 # PINNED_WAL_TRIES tries, PINNED_WAL_GAP_S apart (the writer's lock let go in
 # between), as long as it is their checkpoint lock that answers busy.
 PINNED_WAL_TRIES = 50
-# Looks for a pause right after a failed one, before backing off BUSY_LOOK_S:
-# each look costs an appending thread a GIL switch, so a flood gets few.
-PAUSE_QUICK_LOOKS = 2
 PINNED_WAL_GAP_S = 0.002
 
 
@@ -74,7 +70,6 @@ class Helper:
         policy: Policy,
         appends: Callable[[], int],
         losses: Losses,
-        last_track_at: Callable[[], float],
         drain: Callable[[Spool, Callable[[], bool]], None] | None = None,
         on_writer: Callable[[Callable[[Spool], object]], object] | None = None,
     ) -> None:
@@ -82,7 +77,6 @@ class Helper:
         self._policy = policy
         self._appends = appends
         self._losses = losses
-        self._last_track_at = last_track_at
         self._drain = drain
         # Runs a step on the writer's own connection under its thread lock
         # (bounded wait): eviction shares the appends' connection, because a
@@ -197,22 +191,30 @@ class Helper:
                 if job == "evict":
                     self._evict()
                     continue
-                if job == "wal":
-                    if not self._vacuum():  # takes busy per slice itself
-                        self._jobs["wal"] = True  # appends resumed: the rest in the next pause
-                    elif self._on_writer_spool(_checkpoint_and_restart) and self._vacuum_due:
-                        self._jobs["wal"] = True  # the vacuum stopped for this restart
+                if job == "wal" and not self._vacuum():  # takes busy per slice itself
+                    self._jobs["wal"] = True  # appends resumed: the rest in the next pause
                     continue
-                with self.busy:  # the trigger
+                restart = False
+                with self.busy:
                     spool = self._open()
                     try:
-                        if self.trigger is not None:
-                            self.trigger.maybe_spawn(spool)
+                        if job == "trigger":
+                            if self.trigger is not None:
+                                self.trigger.maybe_spawn(spool)
+                        else:
+                            restart = spool.checkpoint()
                     finally:
                         # The trigger reads the upload row on this connection: a
                         # hand-edited one counts here, or the count would be lost
                         # when the spawn claim rewrites the row.
                         take_bad_rows(spool, self._losses)
+                if restart:
+                    # The restart is a write: on the writer's connection, under
+                    # its lock, or this process's threads resuming after the
+                    # pause meet it as SQLite's lock (busy 0) and count "locked".
+                    # (Otherwise a reader pins part of the WAL, or appends
+                    # resumed: a later round restarts it.)
+                    self._on_writer_spool(_restart_wal)
             except Exception as exc:  # counted; the spool is re-opened at the next job
                 self._losses.error(classify_error(exc))
                 self._close_spool()
@@ -300,11 +302,8 @@ class Helper:
         while not self._stopping and not self._urgent():
             if self._appends() != seen:
                 return False
-            more = self._on_writer_spool(_vacuum_step)
-            if more == "wal":
-                # Checkpoint and restart first, then go on (see _vacuum_step).
-                return True
-            if more != "more":
+            more = self._on_writer_spool(lambda spool: spool.vacuum_slice(_vacuum_pages(spool)))
+            if not more:
                 break
             self._yield()
         self._vacuum_due = False
@@ -316,65 +315,25 @@ class Helper:
 
     def _wait_for_pause(self) -> bool:
         """True once no row was appended for ``idle_s``; False when stopping or
-        when an urgent job (eviction in a flood, say) must not wait for a pause.
-
-        A look starts from the last track()'s time, not from now: in a host
-        that tracks in bursts with short gaps (a gevent server: 50 events, a
-        5 ms sleep), a window of ``idle_s`` starting at the look almost never
-        fitted in a gap (1 look in ~30), so the WAL reached SQLite's inline
-        checkpoint and a track() paid its fsyncs. Waiting until ``idle_s``
-        after the last track fits whenever the look lands in a gap.
-        """
-        quick = PAUSE_QUICK_LOOKS
+        when an urgent job (eviction in a flood, say) must not wait for a pause."""
         while not self._stopping and not self._urgent():
             seen = self._appends()
-            # Clamped: a wall clock stepped back must not stretch the wait.
-            idle = min(max(time.time() - self._last_track_at(), 0.0), self._idle_s)
-            if idle >= self._idle_s:
-                return True
-            if self._wake.acquire(timeout=self._idle_s - idle):
+            if self._wake.acquire(timeout=self._idle_s):
                 continue  # kicked again (or stopping): look again
             if self._appends() == seen:
                 return True
-            if quick:
-                # The kick comes from a track(), so the first look lands in
-                # a burst: look again when the burst may have ended.
-                quick -= 1
-                continue
             # Appends are flowing: look again later rather than every idle_s.
             self._wake.acquire(timeout=BUSY_LOOK_S)
-            quick = PAUSE_QUICK_LOOKS
         return False
 
 
-def _checkpoint_and_restart(spool: Spool) -> bool:
-    """On the writer's connection, under its lock: a checkpoint on the helper's
-    own connection ran beside appends, and while it held SQLite's checkpoint
-    lock their inline checkpoint answered busy, so the WAL grew past wal_hard
-    by every append of those milliseconds (534 KB peaks on a 512 KiB cap).
-    Appends meanwhile hand their rows over (Writer.append). The restart is a
-    write after a complete checkpoint: SQLite syncs the WAL header there, so
-    no append pays for it. (Otherwise a reader pins part of the WAL, or rows
-    came in: a later round restarts it.)"""
-    if not spool.checkpoint():
-        return False
+def _restart_wal(spool: Spool) -> None:
     spool.restart_wal()
-    return True
 
 
 def _truncate_if_pinned(spool: Spool) -> bool | None:
     """True once the WAL is within its share; see ``truncate_wal``."""
     return not spool.wal_over_share() or spool.truncate_wal()
-
-
-def _vacuum_step(spool: Spool) -> str:
-    """One vacuum slice: "more" or "done"; or "wal" when the WAL is past its
-    share: a slice writes ~3 pages per page it moves, and one that carried the
-    WAL to wal_hard ran SQLite's inline checkpoint inside its commit, under
-    the writer's lock (a 7 ms hold; track() calls waited lock_wait_ms each)."""
-    if spool.wal_bytes() > spool.wal_budget:
-        return "wal"
-    return "more" if spool.vacuum_slice(_vacuum_pages(spool)) else "done"
 
 
 def _vacuum_pages(spool: Spool) -> int:

@@ -248,11 +248,7 @@ class Spool(Limits, Queue):
         if conn is None or self._fork_gen != FORK_GEN[0]:
             conn = self.conn  # closed, or first use after a fork: the slow checks
         conn.execute(INSERT_SQL, row)
-        # Charged two pages more than its bytes: about what one committed
-        # INSERT adds to the WAL (1.9 KB on 1 KiB pages). Counting row bytes
-        # alone, a small event's WAL grew 8x faster than the size checks, and
-        # SQLite's inline checkpoint came before the helper heard of it.
-        self.unchecked_bytes += row[5] + 2 * self.page_size
+        self.unchecked_bytes += row[5]
         self.appends += 1
 
     def append(self, rows: Sequence[Row]) -> None:
@@ -273,7 +269,7 @@ class Spool(Limits, Queue):
         else:
             with transaction(conn):
                 conn.executemany(INSERT_SQL, rows)
-        self.unchecked_bytes += sum(r.size for r in rows) + 2 * len(rows) * self.page_size
+        self.unchecked_bytes += sum(r.size for r in rows)
         self.appends += len(rows)
 
     def add_drops(self, counts: Mapping[str, int]) -> None:

@@ -56,12 +56,12 @@ class Writer(Closing, Forking):
         self.fault: str | None = None  # why spooling is impossible, if it is
         self.fault_detail = ""
         self._size_check_bytes = policy.size_check_bytes  # read on every append
-        self.last_track_at = 0.0  # time.time() of the last track(): see Helper._wait_for_pause
         # A real OS lock even under gevent: the helper (a real OS thread)
         # takes it for eviction slices, and a green lock cannot be shared so.
         self._new_lock = os_thread_api()[1]
         self._lock = self._new_lock()
-        self._lock_wait_s = policy.lock_wait_ms / 1000.0  # when handing over is not enough
+        # The bounded wait when handing over is not enough (see append).
+        self._lock_wait_s = policy.lock_wait_ms / 1000.0
         self._buffer = Parked(policy.buffer_events)
         # SQLite "locked" answers to the call path since its last write.
         self._lock_failures = 0
@@ -323,7 +323,6 @@ class Writer(Closing, Forking):
             self.policy,
             lambda: self.spool.appends if self.spool is not None else 0,
             self.losses,
-            lambda: self.last_track_at,
             self.drain_parked if self._helper_drains else None,
             lambda step: self.run_locked(step, wait_ms=self.policy.lock_wait_ms),
         )
@@ -334,22 +333,22 @@ class Writer(Closing, Forking):
         spool.unchecked_bytes = 0
         disk = spool.disk_bytes()
         if disk > spool.evict_at:
-            # Pages in use, not file + WAL: the file keeps the pages eviction
-            # freed (appends reuse them), so file + WAL stays past the mark
+            # Pages in use, not file + WAL: through a flood the file keeps the
+            # pages eviction freed (appends reuse them) and the WAL has its own
+            # share, so file + WAL stays past the mark after every eviction
             # (asked on that, the helper had nothing to evict every ~25 events).
             used = spool.used_bytes()
             # Full when the data is at the cap, or when file + WAL are: a WAL
             # a reader pinned past its share is the checkpoint's to shrink
-            # (the helper runs one), but until then it grows with every append.
+            # (the helper runs one), but until then it grows with every append
+            # (709 KiB on a 512 KiB cap in CI under load).
             self._full = used > spool.full_at or disk > spool.disk_full_at
             if used > spool.evict_at or spool.wal_over_share():
                 self.helper.kick("evict")
-            elif spool.wal_bytes() > spool.wal_budget:
-                self.helper.kick("wal")  # near the cap too, or SQLite checkpoints inline
-            # Near the cap, look every few events (each is charged its bytes
-            # and two pages, see Spool.append_one): an eighth of the interval
-            # in row bytes alone let file + WAL grow 24 KiB past the margin.
-            self._size_check_bytes = max(self.policy.size_check_bytes // 8, 1)
+            # Near the cap, look every few events: each rewrites a page or two
+            # into the WAL (~12x its own bytes), so an eighth of the interval
+            # let file + WAL grow 24 KiB past the margin (size_check_bytes).
+            self._size_check_bytes = max(self.policy.size_check_bytes // 64, 1)
             return
         # file + WAL bounds the pages in use from above: two stats suffice.
         self._full = False
