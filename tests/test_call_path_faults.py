@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -157,6 +158,11 @@ def test_a_database_corrupted_mid_use_is_moved_aside_and_spooling_continues(
 
 
 # -- another process holds the write lock -------------------------------------------------
+# Lines that make a sqlite3 CLI session wait for a lock, as a person's would
+# with .timeout set, and stop at the first error instead of carrying on.
+CLI_WAITS = ".bail on\n.timeout 30000\n"
+
+
 class ExternalWriter:
     """A real ``sqlite3`` CLI session holding the write lock inside BEGIN IMMEDIATE."""
 
@@ -165,7 +171,11 @@ class ExternalWriter:
             ["sqlite3", str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("BEGIN IMMEDIATE;\nSELECT 'holding';\n")
+        # The CLI has no busy timeout of its own: without one, a BEGIN that meets
+        # the host's own uploader mid-commit fails at once, the SELECT still
+        # answers, and the test would believe it holds a lock it never took.
+        # .bail makes any such failure end the session, so readline() says so.
+        self.proc.stdin.write(f"{CLI_WAITS}BEGIN IMMEDIATE;\nSELECT 'holding';\n")
         self.proc.stdin.flush()
         assert self.proc.stdout.readline().strip() == "holding"
 
@@ -186,18 +196,40 @@ class ExclusiveHolder:
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(
-            "PRAGMA locking_mode = EXCLUSIVE;\nBEGIN EXCLUSIVE;\n"
+            f"{CLI_WAITS}PRAGMA locking_mode = EXCLUSIVE;\nBEGIN EXCLUSIVE;\n"
             "INSERT INTO meta (key, value) VALUES ('held', '1');\nSELECT 'holding';\n"
         )
         self.proc.stdin.flush()
-        while self.proc.stdout.readline().strip() != "holding":
+        while (line := self.proc.stdout.readline()) and line.strip() != "holding":
             pass
+        assert line, "the sqlite3 session ended before it held the lock"
 
     def release(self) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write("ROLLBACK;\n.quit\n")
         self.proc.stdin.close()
         self.proc.wait(timeout=30)
+
+
+def test_the_external_writer_holds_the_lock_even_if_it_had_to_wait(tmp_path: Path) -> None:
+    # Tests that use ExternalWriter assume it holds the lock once built. A CI run
+    # failed because its BEGIN met the host's uploader and failed unnoticed.
+    db = tmp_path / "x.db"
+    first = sqlite3.connect(db, isolation_level=None)
+    first.execute("CREATE TABLE t (x)")
+    first.execute("BEGIN IMMEDIATE")
+    built: list[ExternalWriter] = []
+    opener = threading.Thread(target=lambda: built.append(ExternalWriter(db)))
+    opener.start()
+    opener.join(1.0)  # not a timing assertion: it only lets the CLI meet the lock
+    first.execute("COMMIT")
+    opener.join()
+    probe = sqlite3.connect(db, isolation_level=None, timeout=0)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        probe.execute("BEGIN IMMEDIATE")
+    built[0].release()
+    probe.execute("BEGIN IMMEDIATE")
+    probe.execute("COMMIT")
 
 
 def test_a_spool_locked_through_the_whole_open_is_opened_later_losing_nothing(

@@ -130,7 +130,13 @@ EDITS = {
 
 def sqlite3_cli(db: Path, sql: str) -> None:
     """Edit the spool as a person would: the sqlite3 command-line shell."""
-    subprocess.run(["sqlite3", str(db), sql], check=True, capture_output=True, timeout=30)
+    # -cmd .timeout: wait for the host's own uploader, as a patient person would.
+    subprocess.run(
+        ["sqlite3", "-cmd", ".timeout 30000", str(db), sql],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
 
 
 @pytest.fixture
