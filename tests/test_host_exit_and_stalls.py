@@ -1,7 +1,8 @@
 """Exit, the cap and the spawn in real hosts: nothing uncounted, nothing inline.
 
-- Exit under an inspector's lock (a real ``sqlite3`` CLI session) counts every
-  event it cannot store, through the ``drops.pending`` sidecar.
+- Exit under an inspector's lock (a real ``sqlite3`` CLI session) stops waiting
+  after ``lock_wait_ms`` and leaves the rows it could not store in the
+  ``events.pending`` sidecar: the next host stores them, a purge deletes them.
 - Events tracked after close (an exit hook registered before ours) are counted.
 - The uploader spawn runs on the helper thread, never inside ``track()``.
 - At the cap the helper evicts in slices: the call path's connection never
@@ -17,31 +18,78 @@ from pathlib import Path
 
 from spool import Telemetry
 from tests.hosts import run_host, stored_commands
-from tests.servers import refused_port
+from tests.servers import collector, refused_port, run_uploader, set_endpoint
 from tests.test_call_path_faults import ExternalWriter
 from tests.test_cap import trace_writer
 
+LOCKED_EXIT_HOST = """
+from spool import Telemetry
+t = Telemetry("demo", "1.0.0", state_dir={state!r})
+for _ in range(11):
+    t.track("cli_command", cli_command="dashboard")
+"""
 
-def test_exit_under_an_inspectors_lock_stores_or_counts_every_event(state_dir: Path) -> None:
+
+def _exit_under_an_inspectors_lock(state_dir: Path) -> None:
     with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
         t.track("cli_command", cli_command="eval")  # the spool exists before the inspector opens it
     holder = ExternalWriter(state_dir / "spool.db")
     try:
-        run_host(
-            f"""
-            from spool import Telemetry
-            t = Telemetry("demo", "1.0.0", state_dir={str(state_dir)!r})
-            for _ in range(11):
-                t.track("cli_command", cli_command="dashboard")
-            """
-        )
+        run_host(LOCKED_EXIT_HOST.format(state=str(state_dir)))
     finally:
         holder.release()
-    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:  # folds the sidecar in
+
+
+def test_exit_under_an_inspectors_lock_leaves_every_event_for_the_next_host(
+    state_dir: Path,
+) -> None:
+    # Before: the exit waited lock_wait_ms + 15 ms for the lock, then counted
+    # the 11 rows "locked" (lost). Now they wait in events.pending instead.
+    _exit_under_an_inspectors_lock(state_dir)
+    assert (state_dir / "events.pending").exists()
+    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:  # folds the sidecars in
         status = t.status()
-    stored = stored_commands(state_dir, "dashboard")
-    assert stored + status["dropped"].get("locked", 0) >= 11, status
+    assert stored_commands(state_dir, "dashboard") == 11
+    assert "locked" not in status["dropped"], status
+    assert not (state_dir / "events.pending").exists()
     assert not (state_dir / "drops.pending").exists()
+
+
+def test_the_uploader_sends_the_rows_an_exit_left(state_dir: Path, tmp_path: Path) -> None:
+    # The exit spawns an uploader: it stores events.pending first, so the rows
+    # go out with its pass instead of waiting for the next host start.
+    _exit_under_an_inspectors_lock(state_dir)
+    with collector(tmp_path / "c.db") as c:
+        set_endpoint(state_dir, c.url)
+        assert run_uploader(state_dir, "--force", "--lock-wait", "20")["outcome"] == "empty"
+    db = sqlite3.connect(tmp_path / "c.db")
+    where = "json_extract(props, '$.cli_command') = 'dashboard'"
+    (sent,) = db.execute(f"SELECT count(*) FROM events WHERE {where}").fetchone()
+    db.close()
+    assert sent == 11
+    assert not (state_dir / "events.pending").exists()
+
+
+def test_rows_left_at_exit_are_deleted_by_a_purge(state_dir: Path) -> None:
+    _exit_under_an_inspectors_lock(state_dir)
+    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
+        # The purge clears the rows the sidecar gave back, parked in memory too.
+        t.purge()
+    assert stored_commands(state_dir, "dashboard") == 0
+    assert not (state_dir / "events.pending").exists()
+
+
+def test_an_exit_after_the_user_opted_out_leaves_no_rows_behind(state_dir: Path) -> None:
+    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
+        t.track("cli_command", cli_command="eval")
+        holder = ExternalWriter(state_dir / "spool.db")
+        try:
+            t.track("cli_command", cli_command="dashboard")  # parked behind the session
+            (state_dir / "disabled").touch()  # what `telespool disable` leaves
+        finally:
+            t.close()
+            holder.release()
+    assert not (state_dir / "events.pending").exists()
 
 
 def test_events_tracked_after_close_are_counted(state_dir: Path) -> None:

@@ -27,6 +27,7 @@ from spool.install._consent import kill_switch
 from spool.install._identity import read_install_id
 from spool.store._clear import purge_state_dir
 from spool.store._paths import DB_NAME, MARKER_NAME, UnsafeStateDir
+from spool.store._sidecar import append_losses, append_rows, take_rows
 from spool.store._sqlite import classify_error
 from spool.store._store import Spool
 from spool.store._upload_state import backoff_pending, format_time, read_upload_state
@@ -175,6 +176,20 @@ class _Pass:
         except Exception:
             pass  # the pass's own outcome already says what went wrong
 
+    def _fold_pending_rows(self, spool: Spool, max_event_bytes: int) -> None:
+        """Store the rows a host's exit left in ``events.pending`` (its spool was
+        locked then), so they go out with this pass, not after the next host
+        start. Put back if SQLite still refuses them; counted if even that fails."""
+        rows, bad = take_rows(self.state_dir, max_event_bytes)
+        spool.bad_rows += bad
+        if not rows:
+            return
+        try:
+            spool.append(rows)
+        except Exception:
+            if not append_rows(self.state_dir, rows):
+                append_losses(self.state_dir, {"locked": len(rows)})
+
     # -- the pass ---------------------------------------------------------------------
     def _run(self, spool: Spool) -> None:
         start = time.monotonic()
@@ -194,6 +209,7 @@ class _Pass:
             return
         self.config = config
         self._check_consent()
+        self._fold_pending_rows(spool, config.policy.max_event_bytes)
         if not config.endpoint:
             self.outcome = "no_endpoint"
             self.remaining = spool.queued()[0]

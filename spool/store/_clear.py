@@ -81,6 +81,7 @@ def clear_for_host(state_dir: Path, writer: Writer | None, wait_ms: int) -> bool
     if writer is not None:
 
         def clear(spool: Spool) -> PurgeReport:
+            writer.discard_parked()
             return clear_state_dir(state_dir, busy_s=busy_s, conn=spool.conn)
 
         report = writer.run_locked(clear, wait_ms=wait_ms)

@@ -139,8 +139,9 @@ class Closing:
         """Stop the helper, write what is parked, release the spool: all by
         ``deadline`` (monotonic; default ``close_wait_ms`` from now).
 
-        Rows SQLite cannot take in time are counted under ``locked``, and
-        counts it cannot take go to the sidecar: nothing leaves uncounted.
+        Rows and counts SQLite cannot take in time go to the sidecars, for the
+        next host to fold in (rows that cannot even go there are counted
+        ``locked``): nothing leaves unstored or uncounted.
         """
         if deadline is None:
             deadline = time.monotonic() + self.policy.close_wait_ms / 1000.0
@@ -148,7 +149,7 @@ class Closing:
         self.sync(deadline=deadline)
         got = self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.001))
         try:
-            self._buffer.count_lost(self.losses)
+            self._buffer.spill(self.state_dir, self.losses)
             spool = self.spool
             if spool is not None and self.losses:
                 try:
@@ -163,6 +164,12 @@ class Closing:
         finally:
             if got:
                 self._lock.release()
+
+    def discard_parked(self) -> None:
+        """For a purge, under the writer's lock: rows parked in memory (behind
+        another process's lock, or folded from ``events.pending``) are queued
+        events too, and must not be written after the clear."""
+        self._buffer.clear()
 
     def _flush_drops(self, spool: Spool) -> None:
         counts = self.losses.take()

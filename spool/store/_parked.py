@@ -1,8 +1,9 @@
 """Rows held in memory while another process holds SQLite's write lock.
 
 Bounded (``buffer_events``): what does not fit is counted ``locked``, never
-silently lost, and so is whatever is still parked when the exit's deadline
-passes (tests/test_call_path_faults.py, tests/test_host_exit_and_stalls.py).
+silently lost. What is still parked when the exit's deadline passes goes to
+the ``events.pending`` sidecar, stored by the next host that opens the spool
+(tests/test_call_path_faults.py, tests/test_host_exit_and_stalls.py).
 A ``deque`` underneath, so the call path's ``if parked:`` and ``extend`` stay
 C-speed and atomic under the GIL.
 """
@@ -10,10 +11,12 @@ C-speed and atomic under the GIL.
 from __future__ import annotations
 
 from collections import deque
+from pathlib import Path
 
 from .._losses import Losses
 from .._threads import os_thread_api
 from ._rows import Row
+from ._sidecar import append_rows
 from ._store import Spool
 
 __all__ = ["Parked"]
@@ -71,8 +74,9 @@ class Parked(deque[Row]):
         with self._count_lock:
             self.in_flight += n
 
-    def count_lost(self, losses: Losses) -> None:
-        """At the exit's deadline: what SQLite never took is counted ``locked``."""
-        if self:
-            losses.add("locked", len(self))
-            self.clear()
+    def spill(self, state_dir: Path, losses: Losses) -> None:
+        """At the exit's deadline: what SQLite never took goes to ``events.pending``
+        for the next host to store, or is counted ``locked`` if even that fails."""
+        rows = self.take()
+        if rows and not append_rows(state_dir, rows):
+            losses.add("locked", len(rows))

@@ -37,7 +37,7 @@ from ._helper import Helper
 from ._parked import Parked
 from ._paths import UnsafeStateDir
 from ._rows import Row
-from ._sidecar import take_losses
+from ._sidecar import take_pending
 from ._sqlite import classify_error
 from ._store import Spool
 
@@ -85,8 +85,9 @@ class Writer(Closing, Forking):
             self.spool = Spool(state_dir, policy, busy_ms=0)  # the call path never waits
         except (UnsafeStateDir, sqlite3.Error, OSError) as exc:
             self._set_fault(exc)
-        # Counts a previous run could not write to SQLite (see _sidecar).
-        self.losses.restore(take_losses(state_dir))
+        # Counts and rows a previous run could not write to SQLite (see _sidecar):
+        # the rows parked, written before the next append's row or at exit.
+        self._buffer.park(take_pending(state_dir, policy.max_event_bytes, self.losses), self.losses)
 
     # -- public -----------------------------------------------------------------------
     def append(self, row: Row) -> None:
@@ -396,4 +397,3 @@ class Writer(Closing, Forking):
 
 def _reason(exc: BaseException) -> str:
     return exc.reason if isinstance(exc, UnsafeStateDir) else classify_error(exc)
-

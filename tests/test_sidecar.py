@@ -1,0 +1,73 @@
+"""The exit's sidecars: rows and counts SQLite could not take, kept on disk.
+
+Real files in a real state dir; the next host folds them in. A hand-edited
+line is never stored: it is counted ``error.bad_row``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+from spool import Telemetry
+from spool.store._rows import Row
+from spool.store._sidecar import ROWS_NAME, append_rows, take_rows
+from tests.hosts import stored_commands
+
+
+def _row(command: str) -> Row:
+    props = json.dumps({"cli_command": command}, separators=(",", ":"))
+    return Row(
+        "0da10b71-6796-4727-b857-54bdd3a7bdf1",
+        "cli_command",
+        "2026-12-03T00:00:00Z",
+        "7a532e0b-9d95-481e-bf57-3aac9ba84762",
+        props,
+        len("cli_command") + len(props),
+    )
+
+
+def test_rows_come_back_exactly_once_from_a_private_file(tmp_path: Path) -> None:
+    rows = [_row("eval"), _row("dashboard")]
+    assert append_rows(tmp_path, rows)
+    mode = stat.S_IMODE(os.stat(tmp_path / ROWS_NAME).st_mode)
+    assert mode == 0o600
+    assert take_rows(tmp_path, 4096) == (rows, 0)
+    assert not (tmp_path / ROWS_NAME).exists()
+    assert take_rows(tmp_path, 4096) == ([], 0)
+
+
+def test_hand_edited_lines_are_counted_never_stored(tmp_path: Path) -> None:
+    good = _row("eval")
+    lines = [
+        "not json",
+        "{}",  # not a row
+        json.dumps([*good[:5], good.size + 1]),  # a size track() never gives
+        json.dumps([*good[:4], "[1]", len("cli_command") + 3]),  # props not an object
+        json.dumps([*good[:4], "{}", "2"]),  # size not an int
+        json.dumps([1, *good[1:]]),  # a uuid not a string
+        json.dumps(list(good)),
+    ]
+    (tmp_path / ROWS_NAME).write_text("\n".join(lines) + "\n")
+    assert take_rows(tmp_path, 4096) == ([good], 6)
+    assert take_rows(tmp_path, good.size - 1) == ([], 0)  # the file is gone
+
+
+def test_a_host_stores_the_rows_and_counts_the_rest(state_dir: Path) -> None:
+    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
+        t.track("cli_command", cli_command="eval")
+    with open(state_dir / ROWS_NAME, "a") as f:
+        f.write(json.dumps(list(_row("dashboard"))) + "\nnot a row\n")
+    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
+        status = t.status()
+    assert stored_commands(state_dir, "dashboard") == 1
+    assert status["errors"].get("bad_row") == 1, status
+    assert not (state_dir / ROWS_NAME).exists()
+
+
+def test_no_rows_are_kept_in_a_state_dir_the_user_opted_out_of(tmp_path: Path) -> None:
+    (tmp_path / "disabled").touch()
+    assert append_rows(tmp_path, [_row("eval")])
+    assert not (tmp_path / ROWS_NAME).exists()
