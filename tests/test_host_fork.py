@@ -32,6 +32,24 @@ def _count(state_dir: Path, where: str = "1") -> int:
         db.close()
 
 
+DASHBOARD = "json_extract(props, '$.cli_command') = 'dashboard'"
+
+
+def _stored_by_now(state_dir: Path) -> int:
+    """Dashboard events stored, once a next host has folded in ``events.pending``.
+
+    A worker whose exit met its siblings' commits pausing for a full
+    lock_wait_ms (100 processes on 2 cores) leaves its rows there rather than
+    wait longer: stored by the next host or uploader pass, never lost. Counted
+    "locked" only if even the sidecar failed, which the callers rule out.
+    """
+    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
+        dropped = t.status()["dropped"]
+    assert "locked" not in dropped, dropped
+    assert not (state_dir / "events.pending").exists()
+    return _count(state_dir, DASHBOARD)
+
+
 FORKING_HOST = """
 import json, os, sys, threading
 from spool import Telemetry
@@ -90,7 +108,7 @@ def test_a_hundred_forks_while_a_thread_appends_never_hang_and_store_everything(
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["hung"] == 0, result
     assert result["codes"] == [0] * 100, result
-    assert _count(state, "json_extract(props, '$.cli_command') = 'dashboard'") == 100 * 20
+    assert _stored_by_now(state) == 100 * 20
 
 
 MP_HOST = """
@@ -156,7 +174,7 @@ def _run_pool_host(tmp_path: Path, code: str, method: str) -> tuple[Path, dict[s
 def test_multiprocessing_workers_store_every_event(tmp_path: Path, method: str) -> None:
     state, result = _run_pool_host(tmp_path, MP_HOST, method)
     assert result["total"] == 16 * 50
-    assert _count(state, "json_extract(props, '$.cli_command') = 'dashboard'") == 16 * 50
+    assert _stored_by_now(state) == 16 * 50
 
 
 LOCKED_POOL_HOST = """
@@ -204,15 +222,16 @@ def test_pool_workers_write_their_parked_rows_as_they_end(tmp_path: Path, method
     # finalizer telespool adds when a facade is first built in a worker.
     state, result = _run_pool_host(tmp_path, LOCKED_POOL_HOST, method)
     assert result["parked"] > 0
-    stored = _count(state, "json_extract(props, '$.cli_command') = 'dashboard'")
+    stored = _count(state, DASHBOARD)
     if stored < 4 * 10:
-        # Stored or counted. The session's empty COMMIT leaves the data
-        # version unmoved, so a worker's exit can take its lock for still
-        # held: if the other worker's exit is mid-commit through the one
-        # LOCK_GRACE_MS try (seen under CPU load, 1 run in 8), the rows are
-        # counted "locked" in drops.pending, folded in at the next start.
+        # The session's empty COMMIT leaves the data version unmoved, so a
+        # worker's exit can take its lock for still held: if the other
+        # worker's exit is mid-commit through the one LOCK_GRACE_MS try (seen
+        # under CPU load, 1 run in 8), its rows wait in events.pending, and the
+        # next host stores them. Counted "locked" only if even that failed.
         with Telemetry("demo", "1.0.0", state_dir=state) as t:
             counted = t.status()["dropped"].get("locked", 0)
+        stored = _count(state, DASHBOARD)
         assert stored + counted >= 4 * 10, (stored, counted)
 
 
@@ -289,4 +308,4 @@ def test_gunicorn_preload_workers_store_every_requests_event(tmp_path: Path) -> 
         except subprocess.TimeoutExpired:
             server.kill()
             raise
-    assert _count(state, "json_extract(props, '$.cli_command') = 'dashboard'") == 400
+    assert _stored_by_now(state) == 400

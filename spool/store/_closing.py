@@ -110,7 +110,10 @@ class Closing:
                         return False
                 now = time.monotonic()
                 wait_s = self.policy.lock_wait_ms / 1000.0
-                version = version_or_none(spool)
+                # Not judged while the helper has parked rows in flight: the
+                # holder may be its own connection, whose commit (or give-up,
+                # within one lock_wait_ms slice) comes next.
+                version = None if self._buffer.in_flight else version_or_none(spool)
                 if version is not None:
                     still = now - self.note_unmoved(version, now)
                     if still >= unmoved_s and not graced:

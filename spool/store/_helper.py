@@ -257,8 +257,9 @@ class Helper:
     def _evict(self) -> None:
         evicted = 0
         misses = 0
+        slice_wal = [0]  # the most WAL bytes one slice wrote so far
         while not self._stopping and misses < EVICT_MISSES:
-            n = self._on_writer_spool(lambda spool: spool.evict_slice(EVICT_SLICE))
+            n = self._on_writer_spool(lambda spool: _evict_slice_in_share(spool, slice_wal))
             if n is None:
                 misses += 1  # the writer's lock was busy throughout: try again
             elif n == 0:
@@ -325,6 +326,25 @@ class Helper:
             # Appends are flowing: look again later rather than every idle_s.
             self._wake.acquire(timeout=BUSY_LOOK_S)
         return False
+
+
+def _evict_slice_in_share(spool: Spool, slice_wal: list[int]) -> int:
+    """One eviction slice, its own WAL frames kept within the WAL's hard share.
+
+    A slice of 128 deletes writes ~60 KB of WAL. At the cap appends have
+    stopped (counted "cap"), so the slices alone grew the WAL to its hard
+    share plus a slice, and file + WAL passed a 512 KiB cap by up to 5% under
+    a slow disk (the share is what the cap's headroom leaves the WAL). So a
+    slice that would pass the share first copies the WAL back (PASSIVE, on
+    this connection, under the writer's lock like the slice itself): its
+    commit then restarts the WAL, cut back to journal_size_limit.
+    """
+    if spool.wal_bytes() + slice_wal[0] > spool.wal_hard:
+        spool.checkpoint()
+    before = spool.wal_bytes()
+    n = spool.evict_slice(EVICT_SLICE)
+    slice_wal[0] = max(slice_wal[0], spool.wal_bytes() - before)
+    return n
 
 
 def _restart_wal(spool: Spool) -> None:
