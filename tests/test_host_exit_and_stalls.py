@@ -56,8 +56,8 @@ def test_exit_under_an_inspectors_lock_leaves_every_event_for_the_next_host(
 
 
 def test_the_uploader_sends_the_rows_an_exit_left(state_dir: Path, tmp_path: Path) -> None:
-    # The exit spawns an uploader: it stores events.pending first, so the rows
-    # go out with its pass instead of waiting for the next host start.
+    # An uploader pass stores events.pending first, so the rows go out with it
+    # instead of waiting for the next host start.
     _exit_under_an_inspectors_lock(state_dir)
     with collector(tmp_path / "c.db") as c:
         set_endpoint(state_dir, c.url)
@@ -72,9 +72,15 @@ def test_the_uploader_sends_the_rows_an_exit_left(state_dir: Path, tmp_path: Pat
 
 def test_rows_left_at_exit_are_deleted_by_a_purge(state_dir: Path) -> None:
     _exit_under_an_inspectors_lock(state_dir)
-    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
-        # The purge clears the rows the sidecar gave back, parked in memory too.
-        t.purge()
+    holder = ExternalWriter(state_dir / "spool.db")
+    try:
+        # Still locked: the next host takes the rows into its parked buffer.
+        t = Telemetry("demo", "1.0.0", state_dir=state_dir)
+        assert t.status()["buffered"] >= 11
+        t.purge()  # cannot clear the table yet, but the parked rows go
+    finally:
+        holder.release()
+    t.close()
     assert stored_commands(state_dir, "dashboard") == 0
     assert not (state_dir / "events.pending").exists()
 

@@ -176,11 +176,11 @@ class _Pass:
         except Exception:
             pass  # the pass's own outcome already says what went wrong
 
-    def _fold_pending_rows(self, spool: Spool, max_event_bytes: int) -> None:
+    def _fold_pending_rows(self, spool: Spool) -> None:
         """Store the rows a host's exit left in ``events.pending`` (its spool was
         locked then), so they go out with this pass, not after the next host
         start. Put back if SQLite still refuses them; counted if even that fails."""
-        rows, bad = take_rows(self.state_dir, max_event_bytes)
+        rows, bad = take_rows(self.state_dir)
         spool.bad_rows += bad
         if not rows:
             return
@@ -209,7 +209,7 @@ class _Pass:
             return
         self.config = config
         self._check_consent()
-        self._fold_pending_rows(spool, config.policy.max_event_bytes)
+        self._fold_pending_rows(spool)
         if not config.endpoint:
             self.outcome = "no_endpoint"
             self.remaining = spool.queued()[0]

@@ -2,8 +2,8 @@
 
 A mixin of ``Writer``. ``close()`` never waits past its deadline
 (``close_wait_ms``, one for the whole close): rows SQLite cannot take in time
-are counted ``locked``, and counts it cannot take go to the ``drops.pending``
-sidecar, folded in at the next start, so nothing leaves uncounted
+go to the ``events.pending`` sidecar and counts to ``drops.pending``, stored
+by the next host or uploader pass, so nothing leaves unstored or uncounted
 (tests/test_host_exit_and_stalls.py). It waits for SQLite's lock only
 while other connections commit: once a full ``lock_wait_ms`` passed with no
 commit by anyone (a ``sqlite3`` session holds the lock), it stops waiting.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from .._policy import LOCK_GRACE_MS, LOCK_UNMOVED_MS
+from .._policy import LOCK_GRACE_MS, LOCK_UNMOVED_MS, OWN_HOLDER_WAIT_S
 from ._sidecar import append_losses
 from ._sqlite import classify_error
 
@@ -171,7 +171,12 @@ class Closing:
     def discard_parked(self) -> None:
         """For a purge, under the writer's lock: rows parked in memory (behind
         another process's lock, or folded from ``events.pending``) are queued
-        events too, and must not be written after the clear."""
+        events too, and must not be written after the clear. Rows the helper
+        took out to write are waited for (one drain slice, bounded) first,
+        or they would come back, or commit, after the clear."""
+        end = time.monotonic() + OWN_HOLDER_WAIT_S
+        while self._buffer.in_flight and time.monotonic() < end:
+            time.sleep(IN_FLIGHT_LOOK_S)
         self._buffer.clear()
 
     def _flush_drops(self, spool: Spool) -> None:

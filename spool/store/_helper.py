@@ -257,9 +257,9 @@ class Helper:
     def _evict(self) -> None:
         evicted = 0
         misses = 0
-        slice_wal = [0]  # the most WAL bytes one slice wrote so far
+        share = [0, 1]  # see _evict_slice_in_share
         while not self._stopping and misses < EVICT_MISSES:
-            n = self._on_writer_spool(lambda spool: _evict_slice_in_share(spool, slice_wal))
+            n = self._on_writer_spool(lambda spool: _evict_slice_in_share(spool, share))
             if n is None:
                 misses += 1  # the writer's lock was busy throughout: try again
             elif n == 0:
@@ -328,22 +328,32 @@ class Helper:
         return False
 
 
-def _evict_slice_in_share(spool: Spool, slice_wal: list[int]) -> int:
+def _evict_slice_in_share(spool: Spool, share: list[int]) -> int:
     """One eviction slice, its own WAL frames kept within the WAL's hard share.
 
-    A slice of 128 deletes writes ~60 KB of WAL. At the cap appends have
+    A slice of 128 deletes writes ~60 KB of WAL. Past full_at appends have
     stopped (counted "cap"), so the slices alone grew the WAL to its hard
     share plus a slice, and file + WAL passed a 512 KiB cap by up to 5% under
     a slow disk (the share is what the cap's headroom leaves the WAL). So a
     slice that would pass the share first copies the WAL back (PASSIVE, on
     this connection, under the writer's lock like the slice itself): its
     commit then restarts the WAL, cut back to journal_size_limit.
+
+    ``share`` is [the most WAL bytes one slice wrote, whether a checkpoint
+    may run]: once one did not let the WAL restart (another host appending,
+    a reader pinning it), no more in this pass, so no pass of ~200 slices
+    runs a checkpoint's fsyncs under the lock in each.
     """
-    if spool.wal_bytes() + slice_wal[0] > spool.wal_hard:
+    wal = spool.wal_bytes()
+    checkpointed = bool(share[1]) and wal + share[0] > spool.wal_hard
+    if checkpointed:
         spool.checkpoint()
     before = spool.wal_bytes()
     n = spool.evict_slice(EVICT_SLICE)
-    slice_wal[0] = max(slice_wal[0], spool.wal_bytes() - before)
+    after = spool.wal_bytes()
+    share[0] = max(share[0], after - before)
+    if checkpointed and after >= wal:
+        share[1] = 0  # the WAL did not restart
     return n
 
 

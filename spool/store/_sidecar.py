@@ -34,9 +34,13 @@ __all__ = [
 
 SIDECAR_NAME = "drops.pending"
 ROWS_NAME = "events.pending"
-# A row line holds props escaped once more, so it may be a few times the
-# event's own bytes; past this it is certainly not ours (a hand edit).
-ROWS_MAX_LINE = 64 * 1024
+# Writes of one batch of lines, if hosts keep taking the file under it.
+APPEND_TRIES = 3
+# A row line holds props escaped once more (a non-ASCII character becomes a
+# 12-byte \\uXXXX pair), so a line can be ~12x the event's characters; past
+# this it is certainly not ours. Not tied to max_event_bytes: the host that
+# reads the file may run a smaller one than the host that wrote it.
+ROWS_MAX_LINE = 4 * 1024 * 1024
 
 
 def append_losses(state_dir: Path, counts: Mapping[str, int]) -> bool:
@@ -70,17 +74,18 @@ def take_losses(state_dir: Path) -> dict[str, int]:
     return totals
 
 
-def take_rows(state_dir: Path, max_event_bytes: int) -> tuple[list[Row], int]:
+def take_rows(state_dir: Path) -> tuple[list[Row], int]:
     """Read and remove the rows sidecar: (rows, lines that were not a row of ours).
 
-    A line is taken only in the exact shape ``append_rows`` writes, with props a
-    JSON object and the size track() gives, at most ``max_event_bytes``: a
-    hand edit cannot pass off a row the host's own checks would have refused.
+    A line is taken only in the shape ``append_rows`` writes (six fields, props
+    a JSON object, the size track() gives). That catches torn and mangled
+    lines; it is no schema check: like the spool itself, the file is trusted
+    as far as its 0600 private directory is (docs/reliability.md).
     """
     rows: list[Row] = []
     bad = 0
     for item in _take(state_dir, ROWS_NAME, ROWS_MAX_LINE):
-        row = _as_row(item, max_event_bytes)
+        row = _as_row(item)
         if row is None:
             bad += 1
         else:
@@ -88,24 +93,30 @@ def take_rows(state_dir: Path, max_event_bytes: int) -> tuple[list[Row], int]:
     return rows, bad
 
 
-def take_pending(state_dir: Path, max_event_bytes: int, losses: Losses) -> list[Row]:
+def take_pending(state_dir: Path, limit: int, losses: Losses) -> list[Row]:
     """Both sidecars, for a host opening the spool: counts restored into
-    ``losses`` (lines not ours counted ``error.bad_row``), the rows returned."""
+    ``losses`` (lines not ours counted ``error.bad_row``), at most ``limit``
+    rows returned (what its parked buffer holds). The rest go back to the
+    file for the next host or uploader pass; counted ``locked`` only if
+    even that fails."""
     losses.restore(take_losses(state_dir))
-    rows, bad = take_rows(state_dir, max_event_bytes)
+    rows, bad = take_rows(state_dir)
     if bad:
         losses.add(ERROR_PREFIX + "bad_row", bad)
-    return rows
+    rest = rows[limit:]
+    if rest and not append_rows(state_dir, rest):
+        losses.add("locked", len(rest))
+    return rows[:limit]
 
 
-def _as_row(item: object, max_event_bytes: int) -> Row | None:
+def _as_row(item: object) -> Row | None:
     if not isinstance(item, list) or len(item) != 6:
         return None
     uuid, name, time, run_id, props, size = item
     if not all(isinstance(t, str) for t in (uuid, name, time, run_id, props)):
         return None
-    # The size track() gave it (name plus props, in characters), within its cap.
-    if type(size) is not int or size != len(name) + len(props) or size > max_event_bytes:
+    # The size track() gave it: name plus props, in characters.
+    if type(size) is not int or size != len(name) + len(props):
         return None
     try:
         if not isinstance(json.loads(props), dict):
@@ -119,27 +130,46 @@ def _append(path: Path, items: list[object]) -> bool:
     data = b"".join(
         json.dumps(item, sort_keys=True, separators=(",", ":")).encode() + b"\n" for item in items
     )
+    for _ in range(APPEND_TRIES):
+        try:
+            fd = open_private(path, append=True)
+        except OSError:
+            return False
+        try:
+            if os.write(fd, data) != len(data):
+                return False
+            # A host taking the file renamed it between our open and our
+            # write, and may have read it already: write again into the new
+            # file. At worst the rows are stored twice under the same uuids,
+            # which the collector keeps once; never lost.
+            if _same_file(fd, path):
+                return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+    return False
+
+
+def _same_file(fd: int, path: Path) -> bool:
     try:
-        fd = open_private(path, append=True)
+        mine, now = os.fstat(fd), os.stat(path)
     except OSError:
         return False
-    try:
-        return os.write(fd, data) == len(data)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
+    return (mine.st_dev, mine.st_ino) == (now.st_dev, now.st_ino)
 
 
 def _take(state_dir: Path, name: str, max_line: int) -> Iterator[object]:
     """Each JSON line of the sidecar ``name``, which is gone afterwards.
 
     The file is renamed first, so lines appended meanwhile by another process
-    land in a new sidecar, not in one being deleted. A crash between folding
-    and unlinking would fold those lines twice: a count over-counted, or a row
-    stored twice under the same uuid, which the collector keeps once.
+    land in a new sidecar, not in one being deleted (an appender that opened
+    it before the rename writes again, see ``_append``). It is unlinked once
+    read: a crash of this host before it stores what it took loses those
+    rows, as it would lose any row parked in its memory.
     """
-    taking = state_dir / f"{name}.{os.getpid()}"
+    # A random suffix: pids repeat across containers sharing a state dir.
+    taking = state_dir / f"{name}.{os.urandom(8).hex()}"
     try:
         os.replace(state_dir / name, taking)
     except OSError:

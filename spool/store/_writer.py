@@ -19,7 +19,8 @@ Wraps a ``Spool`` with what the host needs around it:
   telespool thread is inside SQLite when the process forks; the child opens
   its own connection, without waiting, on first use;
 - losses through one door (``Losses``), written to the spool when it can
-  take them, to the ``drops.pending`` sidecar when it cannot (at exit).
+  take them, to the ``drops.pending`` sidecar when it cannot (at exit), as
+  parked rows go to ``events.pending``.
 """
 
 from __future__ import annotations
@@ -86,8 +87,8 @@ class Writer(Closing, Forking):
         except (UnsafeStateDir, sqlite3.Error, OSError) as exc:
             self._set_fault(exc)
         # Counts and rows a previous run could not write to SQLite (see _sidecar):
-        # the rows parked, written before the next append's row or at exit.
-        self._buffer.park(take_pending(state_dir, policy.max_event_bytes, self.losses), self.losses)
+        # the rows parked, written with the config write below or the next append.
+        self._buffer.park(take_pending(state_dir, policy.buffer_events, self.losses), self.losses)
 
     # -- public -----------------------------------------------------------------------
     def append(self, row: Row) -> None:
