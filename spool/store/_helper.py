@@ -77,6 +77,9 @@ class Helper:
         self._policy = policy
         self._appends = appends
         self._losses = losses
+        # [the most WAL bytes one eviction slice wrote, may truncate]: kept
+        # across passes, or each pass's first slice was unbounded.
+        self._evict_share = [0, 1]
         self._drain = drain
         # Runs a step on the writer's own connection under its thread lock
         # (bounded wait): eviction shares the appends' connection, because a
@@ -257,7 +260,8 @@ class Helper:
     def _evict(self) -> None:
         evicted = 0
         misses = 0
-        share = [0, 1]  # see _evict_slice_in_share
+        share = self._evict_share
+        share[1] = 1  # a truncate may run again in this pass
         while not self._stopping and misses < EVICT_MISSES:
             n = self._on_writer_spool(lambda spool: _evict_slice_in_share(spool, share))
             if n is None:
@@ -333,11 +337,12 @@ def _evict_slice_in_share(spool: Spool, share: list[int]) -> int:
 
     A slice of 128 deletes writes ~60 KB of WAL. Past full_at appends have
     stopped (counted "cap"), so the slices alone grew the WAL to its hard
-    share plus a slice, and file + WAL passed a 512 KiB cap by up to 5% under
-    a slow disk (the share is what the cap's headroom leaves the WAL). So a
-    slice that would pass the share first copies the WAL back (PASSIVE, on
+    share plus a slice, and file + WAL passed a 512 KiB cap under a slow disk
+    (the share is what the cap's headroom leaves the WAL). So a slice that
+    would pass the share, or the cap, first copies the WAL back (PASSIVE, on
     this connection, under the writer's lock like the slice itself): its
-    commit then restarts the WAL, cut back to journal_size_limit.
+    commit then restarts the WAL, cut back to journal_size_limit. Not a
+    TRUNCATE: its fsyncs would hold the lock the appends wait on (test_cap).
 
     ``share`` is [the most WAL bytes one slice wrote, whether a checkpoint
     may run]: once one did not let the WAL restart (another host appending,
@@ -345,7 +350,10 @@ def _evict_slice_in_share(spool: Spool, share: list[int]) -> int:
     runs a checkpoint's fsyncs under the lock in each.
     """
     wal = spool.wal_bytes()
-    checkpointed = bool(share[1]) and wal + share[0] > spool.wal_hard
+    tight = (
+        wal + share[0] > spool.wal_hard or spool.disk_bytes() + share[0] > spool.policy.max_bytes
+    )
+    checkpointed = bool(share[1]) and tight
     if checkpointed:
         spool.checkpoint()
     before = spool.wal_bytes()
