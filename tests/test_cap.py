@@ -136,3 +136,37 @@ def test_a_flood_at_the_cap_checkpoints_the_wal_under_the_writers_lock_only_when
     assert evicted > 0
     truncates = [s for s in on_writer if "wal_checkpoint(TRUNCATE)" in s.replace(" ", "")]
     assert not truncates, f"{len(truncates)} TRUNCATE checkpoints on the writer's connection"
+
+
+def test_an_eviction_slice_sees_the_wal_restart_even_when_its_size_does_not_shrink(
+    state_dir: Path,
+) -> None:
+    # Near the cap with a short WAL (under journal_size_limit), the checkpoint
+    # before a slice lets the slice's commit restart the WAL, but the file
+    # keeps its length, or grows to the slice's frames. Judged by size, that
+    # restart looked like none, and no more checkpoints ran in the pass: the
+    # slices then grew the WAL to its hard share plus one slice at the cap.
+    from spool.store._helper import _evict_slice_in_share
+
+    state_dir.mkdir(mode=0o700)
+    spool = Spool(state_dir, Policy(max_bytes=CAP))
+    now = iso_time(time.time())
+    i = 0
+    while spool.disk_bytes() < CAP - 100_000:
+        spool.append(
+            [Row(f"{i + k:036d}", "cli_command", now, "r" * 36, '{"x":1}', 20) for k in range(500)]
+        )
+        i += 500
+        assert spool.truncate_wal()
+    spool.append([Row(f"{i:036d}", "cli_command", now, "r" * 36, '{"x":1}', 20)])
+    salt, wal = spool.wal_salt(), spool.wal_bytes()
+    assert 0 < wal < spool.wal_budget
+    # [the WAL bytes of the largest slice so far, may checkpoint]: one such
+    # slice more would take file + WAL past the cap, the WAL far from its share.
+    share = [max(60_000, CAP + 1 - spool.disk_bytes()), 1]
+    assert spool.wal_bytes() + share[0] <= spool.wal_hard
+    assert _evict_slice_in_share(spool, share) > 0
+    restarted = spool.wal_salt() != salt
+    spool.close()
+    assert restarted, "the PASSIVE checkpoint before the slice let its commit restart the WAL"
+    assert share[1] == 1, "a restarted WAL was judged unrestarted: no more checkpoints this pass"

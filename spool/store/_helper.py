@@ -354,13 +354,15 @@ def _evict_slice_in_share(spool: Spool, share: list[int]) -> int:
         wal + share[0] > spool.wal_hard or spool.disk_bytes() + share[0] > spool.policy.max_bytes
     )
     checkpointed = bool(share[1]) and tight
+    salt = spool.wal_salt() if checkpointed else b""
     if checkpointed:
         spool.checkpoint()
     before = spool.wal_bytes()
     n = spool.evict_slice(EVICT_SLICE)
-    after = spool.wal_bytes()
-    share[0] = max(share[0], after - before)
-    if checkpointed and after >= wal:
+    share[0] = max(share[0], spool.wal_bytes() - before)
+    # Asked of the header, not the size: a WAL restarted at or under
+    # journal_size_limit keeps its length, then looked unrestarted.
+    if checkpointed and spool.wal_salt() == salt:
         share[1] = 0  # the WAL did not restart
     return n
 

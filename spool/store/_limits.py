@@ -59,6 +59,16 @@ class Limits:
         except OSError:
             return 0
 
+    def wal_salt(self) -> bytes:
+        """The WAL header's checkpoint sequence and salts: they change when the
+        WAL restarts, which its size does not show (a restart at or under
+        journal_size_limit keeps the file as long). b"" without a WAL."""
+        try:
+            with open(str(self.path) + "-wal", "rb") as f:
+                return f.read(24)[12:]
+        except OSError:
+            return b""
+
     def checkpoint(self) -> bool:
         """A PASSIVE checkpoint; True if it copied the whole WAL (so it may restart)."""
         busy, frames, copied = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
