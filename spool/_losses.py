@@ -107,12 +107,14 @@ class Losses:
         with self._lock:
             self._counts[reason] = self._counts.get(reason, 0) + n
 
-    def error(self, kind: str) -> None:
-        """A swallowed error, stored as ``error.<kind>``."""
+    def error(self, kind: str, n: int = 1) -> None:
+        """``n`` swallowed errors, stored as ``error.<kind>``."""
+        if n <= 0:
+            return
         with self._lock:
             key = ERROR_PREFIX + kind
-            self._counts[key] = self._counts.get(key, 0) + 1
-            self._errors[kind] = self._errors.get(kind, 0) + 1
+            self._counts[key] = self._counts.get(key, 0) + n
+            self._errors[kind] = self._errors.get(kind, 0) + n
 
     def take(self) -> dict[str, int]:
         """Everything pending, atomically emptied (give it back with ``restore``)."""

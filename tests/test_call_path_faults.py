@@ -426,3 +426,25 @@ def test_rows_parked_in_a_facade_dropped_unclosed_are_written_at_exit(state_dir:
     drops = dict(db.execute("SELECT reason, total FROM drops").fetchall())
     db.close()
     assert _count_rows(state_dir) == 50, (drops, sorted(os.listdir(state_dir)))
+
+
+def test_a_purge_while_the_spool_is_locked_at_open_discards_the_parked_rows(
+    state_dir: Path,
+) -> None:
+    # The purge could not use the host's connection (none open yet), cleared
+    # the state dir on its own and left the parked rows in memory: the close
+    # then wrote all 5 into the purged spool.
+    with Telemetry("demo", "1.0.0", state_dir=state_dir):
+        pass
+    holder = ExclusiveHolder(state_dir / "spool.db")
+    try:
+        t = Telemetry("demo", "1.0.0", state_dir=state_dir)
+        assert t._writer is not None and t._writer.fault == "locked"
+        for _ in range(5):
+            t.track("cli_command", cli_command="eval")  # parked
+        t.purge()
+    finally:
+        holder.release()
+    t.close()
+    assert _count_rows(state_dir) == 0
+    assert not (state_dir / "events.pending").exists()

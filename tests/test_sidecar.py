@@ -13,8 +13,9 @@ from pathlib import Path
 
 from spool import Telemetry
 from spool.store._rows import Row
-from spool.store._sidecar import ROWS_NAME, append_rows, take_rows
+from spool.store._sidecar import ROWS_NAME, append_rows, take_rows, take_some_rows
 from tests.hosts import stored_commands
+from tests.test_call_path_faults import ExclusiveHolder, ExternalWriter
 
 
 def _row(command: str) -> Row:
@@ -74,8 +75,9 @@ def test_no_rows_are_kept_in_a_state_dir_the_user_opted_out_of(tmp_path: Path) -
 
 
 def test_rows_past_what_a_host_can_park_stay_in_the_file(state_dir: Path) -> None:
-    # Sidecars of many locked exits add up: a host takes what its buffer holds
-    # and leaves the rest for the next host or uploader pass, counting nothing.
+    # Sidecars of many locked exits add up: a host takes half of what its
+    # buffer holds (the rest of it is for its own events) and leaves the rest
+    # for the next host or uploader pass, counting nothing.
     with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
         t.track("cli_command", cli_command="eval")
     limit = t.policy.buffer_events
@@ -83,7 +85,7 @@ def test_rows_past_what_a_host_can_park_stay_in_the_file(state_dir: Path) -> Non
     with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
         dropped = t.status()["dropped"]
     assert "locked" not in dropped, dropped
-    assert take_rows(state_dir) == ([_row("dashboard")] * 5, 0)
+    assert take_rows(state_dir) == ([_row("dashboard")] * (limit + 5 - limit // 2), 0)
 
 
 def test_an_append_racing_a_take_writes_its_rows_again(tmp_path: Path) -> None:
@@ -106,3 +108,42 @@ def test_an_append_racing_a_take_writes_its_rows_again(tmp_path: Path) -> None:
     finally:
         _sidecar._same_file = real_same_file
     assert take_rows(tmp_path) == ([_row("eval")], 0)  # written again, not lost
+
+
+def test_the_file_never_grows_past_the_bound_an_exit_gives(tmp_path: Path) -> None:
+    # An exit passes its cap: a lock held for days must not let exits fill the disk.
+    one = len(json.dumps(list(_row("eval")), separators=(",", ":"))) + 1
+    assert append_rows(tmp_path, [_row("eval")] * 3, max_file=4 * one)
+    assert not append_rows(tmp_path, [_row("eval")] * 2, max_file=4 * one)  # counted by the caller
+    assert take_rows(tmp_path) == ([_row("eval")] * 3, 0)
+
+
+def test_a_slice_is_bounded_by_rows_and_by_bytes_and_the_rest_stays(tmp_path: Path) -> None:
+    row = _row("eval")
+    assert append_rows(tmp_path, [row] * 10)
+    assert take_some_rows(tmp_path, 100, 3 * row.size) == ([row] * 3, 0, 0)
+    assert take_some_rows(tmp_path, 2, 100 * row.size) == ([row] * 2, 0, 0)
+    assert take_some_rows(tmp_path, 100, 1) == ([row], 0, 0)  # one row at least
+    assert take_rows(tmp_path) == ([row] * 4, 0)
+
+
+def test_a_host_opening_under_a_lock_keeps_its_buffer_for_its_own_events(state_dir: Path) -> None:
+    # The host folded a full buffer's worth of rows from the file, then its own
+    # events found no room while the lock lasted, each counted "locked" (20 of 20).
+    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
+        t.track("cli_command", cli_command="eval")
+    assert append_rows(state_dir, [_row("dashboard")] * t.policy.buffer_events)
+    for hold in (ExclusiveHolder, ExternalWriter):  # locked at open; locked after it
+        holder = hold(state_dir / "spool.db")
+        try:
+            t = Telemetry("demo", "1.0.0", state_dir=state_dir)
+            for _ in range(20):
+                t.track("cli_command", cli_command="eval")
+            lost = t.status()["dropped"]
+        finally:
+            holder.release()
+        t.close()
+        assert "locked" not in lost, (hold.__name__, lost)
+    assert stored_commands(state_dir, "eval") == 41
+    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
+        assert "locked" not in t.status()["dropped"]

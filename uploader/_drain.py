@@ -27,7 +27,7 @@ from spool.install._consent import kill_switch
 from spool.install._identity import read_install_id
 from spool.store._clear import purge_state_dir
 from spool.store._paths import DB_NAME, MARKER_NAME, UnsafeStateDir
-from spool.store._sidecar import append_losses, append_rows, take_rows
+from spool.store._sidecar import append_losses, append_rows, take_some_rows
 from spool.store._sqlite import classify_error
 from spool.store._store import Spool
 from spool.store._upload_state import backoff_pending, format_time, read_upload_state
@@ -179,9 +179,16 @@ class _Pass:
     def _fold_pending_rows(self, spool: Spool) -> None:
         """Store the rows a host's exit left in ``events.pending`` (its spool was
         locked then), so they go out with this pass, not after the next host
-        start. Put back if SQLite still refuses them; counted if even that fails."""
-        rows, bad = take_rows(self.state_dir)
+        start: a host's slice (see take_some_rows), so the fold cannot carry the
+        spool far past its cap; the rest wait for the next pass or host. Put
+        back if SQLite still refuses them; counted if even that fails."""
+        policy = spool.policy
+        rows, bad, lost = take_some_rows(
+            self.state_dir, policy.buffer_events, policy.size_check_bytes
+        )
         spool.bad_rows += bad
+        if lost:
+            append_losses(self.state_dir, {"locked": lost})
         if not rows:
             return
         try:

@@ -86,7 +86,11 @@ def clear_for_host(state_dir: Path, writer: Writer | None, wait_ms: int) -> bool
 
         report = writer.run_locked(clear, wait_ms=wait_ms)
     if report is None:
-        # No spool of ours open (off, faulted) or its lock not ours in time.
+        # No spool of ours open (off, faulted, locked at open) or its lock not
+        # ours in time. Rows parked meanwhile are queued events too: gone, or
+        # the reopen, or the exit's sidecar, would bring them back.
+        if writer is not None:
+            writer.discard_parked()
         report = clear_state_dir(state_dir, busy_s=busy_s)
     return bool(getattr(report, "ok", False))
 

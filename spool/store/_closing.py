@@ -1,4 +1,5 @@
-"""The writer's exit: write what is parked and every count, all by one deadline.
+"""The writer's exit: write what is parked and every count, all by one deadline;
+and at open, fold in what an earlier exit left.
 
 A mixin of ``Writer``. ``close()`` never waits past its deadline
 (``close_wait_ms``, one for the whole close): rows SQLite cannot take in time
@@ -15,7 +16,7 @@ import sqlite3
 import time
 
 from .._policy import LOCK_GRACE_MS, LOCK_UNMOVED_MS, OWN_HOLDER_WAIT_S
-from ._sidecar import append_losses
+from ._sidecar import append_losses, take_pending
 from ._sqlite import classify_error
 
 # How often sync looks whether the helper has written the rows it took.
@@ -152,7 +153,7 @@ class Closing:
         self.sync(deadline=deadline)
         got = self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.001))
         try:
-            self._buffer.spill(self.state_dir, self.losses)
+            self._buffer.spill(self.state_dir, self.losses, self.policy.max_bytes)
             spool = self.spool
             if spool is not None and self.losses:
                 try:
@@ -167,6 +168,17 @@ class Closing:
         finally:
             if got:
                 self._lock.release()
+
+    def fold_pending(self) -> None:
+        """At open: rows and counts a previous run's exit could not write to
+        SQLite (see _sidecar), parked to go with the config write or the next
+        append. Half the buffer at most, one size check's bytes, and only into
+        an open spool: taken while it is locked, they filled the buffer this
+        run's own events need (each then counted ``locked``)."""
+        if self.spool is None:
+            return  # left in the file for a later host or uploader pass
+        limit, max_bytes = self.policy.buffer_events // 2, self.policy.size_check_bytes
+        self._buffer.park(take_pending(self.state_dir, limit, max_bytes, self.losses), self.losses)
 
     def discard_parked(self) -> None:
         """For a purge, under the writer's lock: rows parked in memory (behind

@@ -74,9 +74,10 @@ class Parked(deque[Row]):
         with self._count_lock:
             self.in_flight += n
 
-    def spill(self, state_dir: Path, losses: Losses) -> None:
+    def spill(self, state_dir: Path, losses: Losses, max_file: int) -> None:
         """At the exit's deadline: what SQLite never took goes to ``events.pending``
-        for the next host to store, or is counted ``locked`` if even that fails."""
+        (kept under ``max_file`` bytes, the cap) for the next host to store, or
+        is counted ``locked`` if even that fails."""
         rows = self.take()
-        if rows and not append_rows(state_dir, rows):
+        if rows and not append_rows(state_dir, rows, max_file):
             losses.add("locked", len(rows))

@@ -1,7 +1,8 @@
 """Where telespool keeps its files, and whether that place is safe to use.
 
 The state dir holds everything: ``spool.db`` (with ``-wal``/``-shm``),
-``upload.lock``, the opt-out marker ``disabled`` and ``install.json``.
+``upload.lock``, the opt-out marker ``disabled``, ``install.json`` and, after
+an exit under another process's lock, ``events.pending``/``drops.pending``.
 Directory mode 0700, files 0600. A directory owned by someone else, or one that
 group/others can write, is refused: another user could then read or plant data.
 """
@@ -126,8 +127,13 @@ def check_regular_or_absent(path: Path) -> bool:
 
 
 # Never follow a symlink planted at one of our names, never leak the fd to a child.
+# O_BINARY: Windows opens in text mode otherwise, writing CRLF (untested here).
 _PRIVATE_FLAGS = (
-    os.O_CREAT | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    os.O_CREAT
+    | os.O_WRONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
 )
 
 
@@ -135,7 +141,7 @@ def open_private(path: Path, *, exclusive: bool = False, append: bool = False) -
     """Open (creating with mode 0600) ``path`` for writing; the fd. Raises OSError.
 
     The one way telespool creates a file: the spool, the opt-out marker, the
-    notice claim, the install id's temp file and the loss sidecar. ``exclusive``
+    notice claim, the install id's temp file and the two exit sidecars. ``exclusive``
     fails with FileExistsError when it exists. Windows ignores the mode
     (untested here): the per-user state dir's ACL is what protects it there.
     """

@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from .._losses import ERROR_PREFIX, Losses
+from .._losses import Losses
 from .._policy import SIDECAR_MAX_LINE
 from ._paths import MARKER_NAME, open_private
 from ._rows import Row
@@ -30,6 +30,7 @@ __all__ = [
     "take_losses",
     "take_pending",
     "take_rows",
+    "take_some_rows",
 ]
 
 SIDECAR_NAME = "drops.pending"
@@ -51,15 +52,17 @@ def append_losses(state_dir: Path, counts: Mapping[str, int]) -> bool:
     return _append(state_dir / SIDECAR_NAME, [clean])
 
 
-def append_rows(state_dir: Path, rows: Sequence[Row]) -> bool:
+def append_rows(state_dir: Path, rows: Sequence[Row], max_file: int | None = None) -> bool:
     """Append ``rows``, one line each, in one write; False if it failed. Never raises.
 
     Not into a state dir the user has opted out of since (``telespool
-    disable`` during this run): nothing of theirs may be kept there.
+    disable`` during this run): nothing of theirs may be kept there. With
+    ``max_file`` (an exit passes its cap), False rather than grow the file
+    past it: exits under a lock held for days must not fill the disk.
     """
     if not rows or os.path.lexists(state_dir / MARKER_NAME):
         return True
-    return _append(state_dir / ROWS_NAME, [list(r) for r in rows])
+    return _append(state_dir / ROWS_NAME, [list(r) for r in rows], max_file)
 
 
 def take_losses(state_dir: Path) -> dict[str, int]:
@@ -93,20 +96,35 @@ def take_rows(state_dir: Path) -> tuple[list[Row], int]:
     return rows, bad
 
 
-def take_pending(state_dir: Path, limit: int, losses: Losses) -> list[Row]:
-    """Both sidecars, for a host opening the spool: counts restored into
-    ``losses`` (lines not ours counted ``error.bad_row``), at most ``limit``
-    rows returned (what its parked buffer holds). The rest go back to the
-    file for the next host or uploader pass; counted ``locked`` only if
-    even that fails."""
-    losses.restore(take_losses(state_dir))
+def take_some_rows(state_dir: Path, limit: int, max_bytes: int) -> tuple[list[Row], int, int]:
+    """A slice of the rows sidecar: (rows, lines not ours, rows lost).
+
+    At most ``limit`` rows of at most ``max_bytes`` (one row at least), so
+    what a host or an uploader pass stores at once stays within one size
+    check of the cap. The rest go back to the file for the next host or
+    pass; "lost" counts them only if even that failed.
+    """
     rows, bad = take_rows(state_dir)
+    n = used = 0
+    while n < min(limit, len(rows)) and (n == 0 or used + rows[n].size <= max_bytes):
+        used += rows[n].size
+        n += 1
+    rest = rows[n:]
+    lost = len(rest) if rest and not append_rows(state_dir, rest) else 0
+    return rows[:n], bad, lost
+
+
+def take_pending(state_dir: Path, limit: int, max_bytes: int, losses: Losses) -> list[Row]:
+    """Both sidecars, for a host that opened the spool: counts restored into
+    ``losses`` (lines not ours counted ``error.bad_row``) and a slice of the
+    rows (``take_some_rows``) to park."""
+    losses.restore(take_losses(state_dir))
+    rows, bad, lost = take_some_rows(state_dir, limit, max_bytes)
     if bad:
-        losses.add(ERROR_PREFIX + "bad_row", bad)
-    rest = rows[limit:]
-    if rest and not append_rows(state_dir, rest):
-        losses.add("locked", len(rest))
-    return rows[:limit]
+        losses.error("bad_row", bad)
+    if lost:
+        losses.add("locked", lost)
+    return rows
 
 
 def _as_row(item: object) -> Row | None:
@@ -126,7 +144,7 @@ def _as_row(item: object) -> Row | None:
     return Row(uuid, name, time, run_id, props, size)
 
 
-def _append(path: Path, items: list[object]) -> bool:
+def _append(path: Path, items: list[object], max_file: int | None = None) -> bool:
     data = b"".join(
         json.dumps(item, sort_keys=True, separators=(",", ":")).encode() + b"\n" for item in items
     )
@@ -136,6 +154,8 @@ def _append(path: Path, items: list[object]) -> bool:
         except OSError:
             return False
         try:
+            if max_file is not None and os.fstat(fd).st_size + len(data) > max_file:
+                return False
             if os.write(fd, data) != len(data):
                 return False
             # A host taking the file renamed it between our open and our

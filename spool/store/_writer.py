@@ -38,7 +38,6 @@ from ._helper import Helper
 from ._parked import Parked
 from ._paths import UnsafeStateDir
 from ._rows import Row
-from ._sidecar import take_pending
 from ._sqlite import classify_error
 from ._store import Spool
 
@@ -64,10 +63,8 @@ class Writer(Closing, Forking):
         self._buffer = Parked(policy.buffer_events)
         # SQLite "locked" answers to the call path since its last write.
         self._lock_failures = 0
-        # (PRAGMA data_version, since when) while waits for SQLite's lock see
-        # no other connection commit: appenders' commits move it, a session
-        # holding the lock does not. The exit stops waiting once it has not
-        # moved for LOCK_UNMOVED_MS past lock_wait_ms (see Closing.sync).
+        # (PRAGMA data_version, since when) while waits for SQLite's lock see no
+        # other connection commit (a session holding it; see Closing.sync).
         self.stuck_at: tuple[int, float] | None = None
         self._full = False  # past full_at: rows are counted "cap" until the helper made room
         # Under gevent there is no thread contention to mop up (greenlets do
@@ -84,9 +81,7 @@ class Writer(Closing, Forking):
             self.spool = Spool(state_dir, policy, busy_ms=0)  # the call path never waits
         except (UnsafeStateDir, sqlite3.Error, OSError) as exc:
             self._set_fault(exc)
-        # Counts and rows a previous run could not write to SQLite (see _sidecar):
-        # the rows parked, written with the config write below or the next append.
-        self._buffer.park(take_pending(state_dir, policy.buffer_events, self.losses), self.losses)
+        self.fold_pending()
 
     # -- public -----------------------------------------------------------------------
     def append(self, row: Row) -> None:
@@ -229,6 +224,11 @@ class Writer(Closing, Forking):
         spool = self.spool
         assert spool is not None
         try:
+            if self._full:
+                self._check_size(spool)  # room made since? If not, as in _write the
+            if self._full:  # newest rows (handed over during a slice, say) are lost
+                self.losses.add("cap", len(self._buffer.take()))
+                return
             self._buffer.write_to(spool)
             self._flush_drops(spool)
             self._written()
