@@ -13,7 +13,14 @@ from pathlib import Path
 
 from spool import Telemetry
 from spool.store._rows import Row
-from spool.store._sidecar import ROWS_NAME, append_rows, take_rows, take_some_rows
+from spool.store._sidecar import (
+    ROWS_NAME,
+    SIDECAR_NAME,
+    append_losses,
+    append_rows,
+    take_rows,
+    take_some_rows,
+)
 from tests.hosts import stored_commands
 from tests.test_call_path_faults import ExclusiveHolder, ExternalWriter
 
@@ -72,6 +79,8 @@ def test_no_rows_are_kept_in_a_state_dir_the_user_opted_out_of(tmp_path: Path) -
     (tmp_path / "disabled").touch()
     assert append_rows(tmp_path, [_row("eval")])
     assert not (tmp_path / ROWS_NAME).exists()
+    assert append_losses(tmp_path, {"locked": 3})  # counts neither (drops.pending was written)
+    assert not (tmp_path / SIDECAR_NAME).exists()
 
 
 def test_rows_past_what_a_host_can_park_stay_in_the_file(state_dir: Path) -> None:

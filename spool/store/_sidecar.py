@@ -45,9 +45,12 @@ ROWS_MAX_LINE = 4 * 1024 * 1024
 
 
 def append_losses(state_dir: Path, counts: Mapping[str, int]) -> bool:
-    """Append ``counts`` as one line; False if even that failed. Never raises."""
+    """Append ``counts`` as one line; False if even that failed. Never raises.
+
+    Like rows, not into a state dir the user has opted out of meanwhile.
+    """
     clean = {str(k): int(v) for k, v in counts.items() if int(v) > 0}
-    if not clean:
+    if not clean or os.path.lexists(state_dir / MARKER_NAME):
         return True
     return _append(state_dir / SIDECAR_NAME, [clean])
 
