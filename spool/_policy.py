@@ -276,6 +276,8 @@ VACUUM_SLICE = 64
 # While appends flow, the helper looks for a pause this often: each look
 # costs the appending thread a GIL switch.
 BUSY_LOOK_S = 0.02
+# The gap in appends the WAL job takes once the WAL is late (see Helper).
+LATE_IDLE_S = 0.001
 # While an uploader child may still be running, wake this often to reap it.
 REAP_EVERY_S = 1.0
 # The helper is off the call path: it may wait for the host's brief writes.

@@ -146,7 +146,7 @@ def test_an_eviction_slice_sees_the_wal_restart_even_when_its_size_does_not_shri
     # keeps its length, or grows to the slice's frames. Judged by size, that
     # restart looked like none, and no more checkpoints ran in the pass: the
     # slices then grew the WAL to its hard share plus one slice at the cap.
-    from spool.store._helper import _evict_slice_in_share
+    from spool.store._steps import evict_slice_in_share
 
     state_dir.mkdir(mode=0o700)
     spool = Spool(state_dir, Policy(max_bytes=CAP))
@@ -165,7 +165,7 @@ def test_an_eviction_slice_sees_the_wal_restart_even_when_its_size_does_not_shri
     # slice more would take file + WAL past the cap, the WAL far from its share.
     share = [max(60_000, CAP + 1 - spool.disk_bytes()), 1]
     assert spool.wal_bytes() + share[0] <= spool.wal_hard
-    assert _evict_slice_in_share(spool, share) > 0
+    assert evict_slice_in_share(spool, share) > 0
     restarted = spool.wal_salt() != salt
     spool.close()
     assert restarted, "the PASSIVE checkpoint before the slice let its commit restart the WAL"

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from spool import Telemetry
-from tests.hosts import ROOT, host_env, run_host
+from tests.hosts import ROOT, fold_pending, host_env, run_host
 
 
 def _count(state_dir: Path, where: str = "1") -> int:
@@ -36,17 +36,9 @@ DASHBOARD = "json_extract(props, '$.cli_command') = 'dashboard'"
 
 
 def _stored_by_now(state_dir: Path) -> int:
-    """Dashboard events stored, once a next host has folded in ``events.pending``.
-
-    A worker whose exit met its siblings' commits pausing for a full
-    lock_wait_ms (100 processes on 2 cores) leaves its rows there rather than
-    wait longer: stored by the next host or uploader pass, never lost. Counted
-    "locked" only if even the sidecar failed, which the callers rule out.
-    """
-    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:
-        dropped = t.status()["dropped"]
-    assert "locked" not in dropped, dropped
-    assert not (state_dir / "events.pending").exists()
+    """Dashboard events stored, once next hosts have folded in ``events.pending``
+    (100 processes on 2 cores: 4 of 5 runs left 1-20 rows there)."""
+    fold_pending(state_dir)
     return _count(state_dir, DASHBOARD)
 
 

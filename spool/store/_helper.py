@@ -26,23 +26,25 @@ helper to be outside SQLite before the process forks.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .._losses import Losses
 from .._policy import (
     BUSY_LOOK_S,
     EVICT_MISSES,
-    EVICT_SLICE,
     HELPER_BUSY_MS,
+    LATE_IDLE_S,
     REAP_EVERY_S,
-    VACUUM_SLICE,
     Policy,
 )
 from .._threads import os_sleep, os_thread_api
 from ..launch import _spawn, _trigger
+from . import _steps
+from ._paths import DB_NAME
 from ._sqlite import classify_error
 from ._status import take_bad_rows
-from ._store import Spool
+from ._store import Spool, wal_limits
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -87,6 +89,11 @@ class Helper:
         # read snapshot) and lets it grow past the cap during a flood.
         self._on_writer = on_writer
         self._idle_s = policy.wal_idle_ms / 1000.0
+        # Past a third of the way from the soft share to the hard one, the WAL
+        # job takes any gap in appends: SQLite checkpoints inline, in an append,
+        # at the hard share (every ~490 events under gevent's 5 ms pauses).
+        soft, hard = wal_limits(policy)
+        self._wal_late_at = soft + (hard - soft) // 3
         self._start_thread, allocate_lock = os_thread_api()
         self._sleep = os_sleep()
         self.busy = allocate_lock()  # held for every SQLite step of the helper
@@ -194,7 +201,7 @@ class Helper:
                 if job == "evict":
                     self._evict()
                     continue
-                if job == "wal" and not self._vacuum():  # takes busy per slice itself
+                if job == "wal" and not self._wal_late() and not self._vacuum():
                     self._jobs["wal"] = True  # appends resumed: the rest in the next pause
                     continue
                 restart = False
@@ -216,8 +223,11 @@ class Helper:
                     # its lock, or this process's threads resuming after the
                     # pause meet it as SQLite's lock (busy 0) and count "locked".
                     # (Otherwise a reader pins part of the WAL, or appends
-                    # resumed: a later round restarts it.)
-                    self._on_writer_spool(_restart_wal)
+                    # resumed: a later round restarts it.) Late, appends had
+                    # often resumed, and SQLite checkpointed inline at the hard
+                    # share: then the few frames they wrote are copied first.
+                    step = _steps.catch_up_and_restart if self._wal_late() else _steps.restart_wal
+                    self._on_writer_spool(step)
             except Exception as exc:  # counted; the spool is re-opened at the next job
                 self._losses.error(classify_error(exc))
                 self._close_spool()
@@ -263,7 +273,7 @@ class Helper:
         share = self._evict_share
         share[1] = 1  # a truncate may run again in this pass
         while not self._stopping and misses < EVICT_MISSES:
-            n = self._on_writer_spool(lambda spool: _evict_slice_in_share(spool, share))
+            n = self._on_writer_spool(lambda spool: _steps.evict_slice_in_share(spool, share))
             if n is None:
                 misses += 1  # the writer's lock was busy throughout: try again
             elif n == 0:
@@ -288,7 +298,7 @@ class Helper:
         for _ in range(PINNED_WAL_TRIES):
             if self._stopping:
                 return
-            done = self._on_writer_spool(_truncate_if_pinned)
+            done = self._on_writer_spool(_steps.truncate_if_pinned)
             if done is not None:
                 # Done, or a reader pins it: each try would wait the busy
                 # timeout holding the writer's lock; the next pass tries again.
@@ -307,12 +317,18 @@ class Helper:
         while not self._stopping and not self._urgent():
             if self._appends() != seen:
                 return False
-            more = self._on_writer_spool(lambda spool: spool.vacuum_slice(_vacuum_pages(spool)))
+            more = self._on_writer_spool(_steps.vacuum_slice)
             if not more:
                 break
             self._yield()
         self._vacuum_due = False
         return True
+
+    def _wal_late(self) -> bool:
+        try:
+            return os.stat(self._state_dir / (DB_NAME + "-wal")).st_size > self._wal_late_at
+        except OSError:
+            return False
 
     def _yield(self) -> None:
         # Let appends in between slices: the GIL, briefly.
@@ -322,62 +338,18 @@ class Helper:
         """True once no row was appended for ``idle_s``; False when stopping or
         when an urgent job (eviction in a flood, say) must not wait for a pause."""
         while not self._stopping and not self._urgent():
+            # Past the late mark any gap will do (a checkpoint and the restart
+            # take ~2 ms): looking every idle_s + BUSY_LOOK_S missed gevent's 5 ms
+            # pauses, and SQLite checkpointed inline in an append instead.
+            late = self._wal_late()
             seen = self._appends()
-            if self._wake.acquire(timeout=self._idle_s):
+            if self._wake.acquire(timeout=LATE_IDLE_S if late else self._idle_s):
                 continue  # kicked again (or stopping): look again
             if self._appends() == seen:
                 return True
-            # Appends are flowing: look again later rather than every idle_s.
-            self._wake.acquire(timeout=BUSY_LOOK_S)
+            if not late:  # appends are flowing: look again later rather than every idle_s
+                self._wake.acquire(timeout=BUSY_LOOK_S)
         return False
-
-
-def _evict_slice_in_share(spool: Spool, share: list[int]) -> int:
-    """One eviction slice, its own WAL frames kept within the WAL's hard share.
-
-    A slice of 128 deletes writes ~60 KB of WAL. Past full_at appends have
-    stopped (counted "cap"), so the slices alone grew the WAL to its hard
-    share plus a slice, and file + WAL passed a 512 KiB cap under a slow disk
-    (the share is what the cap's headroom leaves the WAL). So a slice that
-    would pass the share, or the cap, first copies the WAL back (PASSIVE, on
-    this connection, under the writer's lock like the slice itself): its
-    commit then restarts the WAL, cut back to journal_size_limit. Not a
-    TRUNCATE: its fsyncs would hold the lock the appends wait on (test_cap).
-
-    ``share`` is [the most WAL bytes one slice wrote, whether a checkpoint
-    may run]: once one did not let the WAL restart (another host appending,
-    a reader pinning it), no more in this pass, so no pass of ~200 slices
-    runs a checkpoint's fsyncs under the lock in each.
-    """
-    wal = spool.wal_bytes()
-    tight = (
-        wal + share[0] > spool.wal_hard or spool.disk_bytes() + share[0] > spool.policy.max_bytes
-    )
-    checkpointed = bool(share[1]) and tight
-    salt = spool.wal_salt() if checkpointed else b""
-    if checkpointed:
-        spool.checkpoint()
-    before = spool.wal_bytes()
-    n = spool.evict_slice(EVICT_SLICE)
-    share[0] = max(share[0], spool.wal_bytes() - before)
-    # Asked of the header, not the size: a WAL restarted at or under
-    # journal_size_limit keeps its length, then looked unrestarted.
-    if checkpointed and spool.wal_salt() == salt:
-        share[1] = 0  # the WAL did not restart
-    return n
-
-
-def _restart_wal(spool: Spool) -> None:
-    spool.restart_wal()
-
-
-def _truncate_if_pinned(spool: Spool) -> bool | None:
-    """True once the WAL is within its share; see ``truncate_wal``."""
-    return not spool.wal_over_share() or spool.truncate_wal()
-
-
-def _vacuum_pages(spool: Spool) -> int:
-    return max(1, min(VACUUM_SLICE, spool.wal_budget // (8 * spool.page_size)))
 
 
 def _children_running() -> bool:

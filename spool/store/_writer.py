@@ -1,10 +1,11 @@
 """The call path's write side: never raises, never waits past lock_wait_ms, counts every loss.
 
 Wraps a ``Spool`` with what the host needs around it:
-- threads: a thread that finds another mid-append hands its row over and
-  returns; the holder writes it before letting go. Only when many rows are
-  already waiting does it wait, at most ``lock_wait_ms``. In-process
-  contention never drops a row (tests/test_host_threads.py);
+- threads: a thread that finds another mid-append (or the helper's slice)
+  hands its row over and returns; the holder writes it before letting go.
+  Only when many rows wait does it wait, at most ``lock_wait_ms`` (at the
+  cap, that wait is what lets eviction keep up with a flood). Contention
+  never drops a row (tests/test_host_threads.py);
 - SQLite's write lock, held by another connection (an uploader's ack, the
   helper, another host, a ``sqlite3`` session): the call path never waits
   for it (busy timeout 0). The row is parked in the same bounded buffer and
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from .._losses import ERROR_PREFIX, Losses, split_errors
 from .._policy import HANDOFF_ROUNDS, HANDOFF_ROWS, OWN_HOLDER_WAIT_S, REOPEN_EVERY_S, Policy
-from .._threads import green_patched, os_thread_api, wait_unlocked
+from .._threads import acquire_within, green_patched, os_thread_api, wait_unlocked
 from ._closing import Closing, version_or_none
 from ._forking import Forking
 from ._helper import Helper
@@ -39,7 +40,7 @@ from ._parked import Parked
 from ._paths import UnsafeStateDir
 from ._rows import Row
 from ._sqlite import classify_error
-from ._store import Spool
+from ._store import Spool, check_every
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class Writer(Closing, Forking):
         self.losses = losses if losses is not None else Losses()
         self.fault: str | None = None  # why spooling is impossible, if it is
         self.fault_detail = ""
-        self._size_check_bytes = policy.size_check_bytes  # read on every append
+        self._size_check_bytes = check_every(policy)  # read on every append
         # A real OS lock even under gevent: the helper (an OS thread) takes it.
         self._new_lock = os_thread_api()[1]
         self._lock = self._new_lock()
@@ -71,11 +72,11 @@ class Writer(Closing, Forking):
         # not switch inside an append), and a green lock must not be taken
         # from the helper's real OS thread.
         self._helper_drains = not green_patched()
+        self._acquire_within = acquire_within(not self._helper_drains)
         self.helper = self._new_helper()
         self.spool: Spool | None = None
-        # A spool that was only locked when we tried (another process holding
-        # it through our whole open wait) is opened again later; meanwhile
-        # rows wait in the buffer. Any other fault is final for this process.
+        # A spool locked through our whole open wait is opened again later (rows
+        # wait in the buffer meanwhile). Any other fault is final for this process.
         self._reopen_at = 0.0
         try:
             self.spool = Spool(state_dir, policy, busy_ms=0)  # the call path never waits
@@ -106,7 +107,7 @@ class Writer(Closing, Forking):
                 if not lock.acquire(False):
                     return  # the holder has not let go yet: it writes the row
                 handed_over = True  # the holder let go meanwhile: write the buffer ourselves
-            elif not lock.acquire(True, self._lock_wait_s):
+            elif not self._acquire_within(lock, self._lock_wait_s):
                 # Many rows handed over and the holder still busy: it waits on
                 # another *process's* SQLite lock (or appending threads starve
                 # it of the GIL; this wait gives it back). Park the row; it
@@ -143,11 +144,9 @@ class Writer(Closing, Forking):
         """Write rows other threads handed over while we held the lock.
 
         A thread that handed a row over found the lock held, then tried it
-        once more: if that failed too, we were still inside, so the row is
-        in the buffer before our release and this look sees it. A lock that
-        is held again means its new holder looks in turn. Not while SQLite
-        refuses our writes (another process holds its lock): those rows stay
-        parked for the next append or the helper.
+        once more: if that failed too, we were still inside, so the row is in
+        the buffer before our release and this look sees it (a new holder looks
+        in turn). Not while SQLite refuses our writes: those stay parked.
         """
         lock = self._lock
         for _ in range(HANDOFF_ROUNDS):
@@ -166,10 +165,9 @@ class Writer(Closing, Forking):
         """The helper's side: write parked rows on its own connection (``spool``),
         waiting for SQLite's lock off the call path.
 
-        No thread lock is held meanwhile, so appends go on (parking) while it
-        waits. Slices of ``lock_wait_ms``, for as long as other connections
-        commit in between; a slice in which none did means a session holds
-        the lock: then it stops, noted in ``stuck_at``, until the next park.
+        No thread lock is held meanwhile, so appends go on (parking). Slices of
+        ``lock_wait_ms`` while other connections commit in between; one in which
+        none did means a session holds the lock: it stops (``stuck_at``).
         """
         while self._buffer and not stopping():
             before = version_or_none(spool)
@@ -347,14 +345,15 @@ class Writer(Closing, Forking):
             self._full = used > spool.full_at or disk > spool.disk_full_at
             if used > spool.evict_at or spool.wal_over_share():
                 self.helper.kick("evict")
-            # Near the cap, look every few events: each rewrites a page or two
-            # into the WAL (~12x its own bytes), so an eighth of the interval
-            # let file + WAL grow 24 KiB past the margin (size_check_bytes).
+            elif spool.wal_bytes() > spool.wal_budget:
+                self.helper.kick("wal")  # often what put file + WAL past the mark
+            # Near the cap, look every few events: each rewrites a page or two into
+            # the WAL (~12x its bytes); an eighth of the interval let it pass 24 KiB.
             self._size_check_bytes = max(self.policy.size_check_bytes // 64, 1)
             return
         # file + WAL bounds the pages in use from above: two stats suffice.
         self._full = False
-        self._size_check_bytes = self.policy.size_check_bytes
+        self._size_check_bytes = check_every(self.policy)
         if spool.wal_bytes() > spool.wal_budget:
             self.helper.kick("wal")
 
