@@ -15,10 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-__all__ = ["acquire_within", "green_patched", "os_sleep", "os_thread_api", "wait_unlocked"]
-
-# How often a green wait for the writer's lock looks (see acquire_within).
-GREEN_LOOK_S = 0.0002
+__all__ = ["green_patched", "os_sleep", "os_thread_api", "wait_unlocked"]
 
 
 def green_patched() -> bool:
@@ -86,27 +83,3 @@ def wait_unlocked(lock: Any, timeout_s: float, look_s: float = 0.001) -> None:
     until = time.monotonic() + timeout_s
     while lock.locked() and time.monotonic() < until:
         sleep(look_s)
-
-
-def acquire_within(green: bool) -> Callable[[Any, float], bool]:
-    """``acquire(lock, timeout_s)``: the writer's bounded wait for its lock.
-
-    Under gevent or eventlet the lock is a real OS lock the helper thread
-    holds for a slice or a WAL restart: a blocking acquire there stopped the
-    hub, every greenlet with it. So the green variant takes it in looks with
-    the patched ``time.sleep`` in between, which lets the hub run the others.
-    """
-    if not green:
-        return lambda lock, timeout_s: bool(lock.acquire(True, timeout_s))
-
-    def green_acquire(lock: Any, timeout_s: float) -> bool:
-        import time
-
-        until = time.monotonic() + timeout_s
-        while not lock.acquire(False):
-            if time.monotonic() >= until:
-                return False
-            time.sleep(GREEN_LOOK_S)  # patched: yields to the hub
-        return True
-
-    return green_acquire

@@ -94,6 +94,7 @@ class Helper:
         # at the hard share (every ~490 events under gevent's 5 ms pauses).
         soft, hard = wal_limits(policy)
         self._wal_late_at = soft + (hard - soft) // 3
+        self._late_missed = False  # the last late checkpoint could not complete
         self._start_thread, allocate_lock = os_thread_api()
         self._sleep = os_sleep()
         self.busy = allocate_lock()  # held for every SQLite step of the helper
@@ -201,10 +202,11 @@ class Helper:
                 if job == "evict":
                     self._evict()
                     continue
-                if job == "wal" and not self._wal_late() and not self._vacuum():
+                skip_vacuum = job == "wal" and self._wal_late()  # the restart first
+                if job == "wal" and not skip_vacuum and not self._vacuum():
                     self._jobs["wal"] = True  # appends resumed: the rest in the next pause
                     continue
-                restart = False
+                restart = late = False
                 with self.busy:
                     spool = self._open()
                     try:
@@ -213,6 +215,12 @@ class Helper:
                                 self.trigger.maybe_spawn(spool)
                         else:
                             restart = spool.checkpoint()
+                            if restart and self._wal_late():
+                                spool.checkpoint()  # what appends wrote meanwhile, unlocked
+                            late = self._wal_late()
+                            # Late and incomplete (a reader pins the WAL): back to
+                            # real pauses, not a checkpoint at every 1 ms gap.
+                            self._late_missed = late and not restart
                     finally:
                         # The trigger reads the upload row on this connection: a
                         # hand-edited one counts here, or the count would be lost
@@ -225,9 +233,12 @@ class Helper:
                     # (Otherwise a reader pins part of the WAL, or appends
                     # resumed: a later round restarts it.) Late, appends had
                     # often resumed, and SQLite checkpointed inline at the hard
-                    # share: then the few frames they wrote are copied first.
-                    step = _steps.catch_up_and_restart if self._wal_late() else _steps.restart_wal
+                    # share: then the frames they wrote since are copied first
+                    # (under the lock: usually none, so no fsync there).
+                    step = _steps.catch_up_and_restart if late else _steps.restart_wal
                     self._on_writer_spool(step)
+                    if skip_vacuum and self._vacuum_due and not self._wal_late():
+                        self._jobs["wal"] = True  # restarted: the vacuum in the next pause
             except Exception as exc:  # counted; the spool is re-opened at the next job
                 self._losses.error(classify_error(exc))
                 self._close_spool()
@@ -341,7 +352,7 @@ class Helper:
             # Past the late mark any gap will do (a checkpoint and the restart
             # take ~2 ms): looking every idle_s + BUSY_LOOK_S missed gevent's 5 ms
             # pauses, and SQLite checkpointed inline in an append instead.
-            late = self._wal_late()
+            late = self._wal_late() and not self._late_missed
             seen = self._appends()
             if self._wake.acquire(timeout=LATE_IDLE_S if late else self._idle_s):
                 continue  # kicked again (or stopping): look again

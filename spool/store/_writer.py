@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .._losses import ERROR_PREFIX, Losses, split_errors
 from .._policy import HANDOFF_ROUNDS, HANDOFF_ROWS, OWN_HOLDER_WAIT_S, REOPEN_EVERY_S, Policy
-from .._threads import acquire_within, green_patched, os_thread_api, wait_unlocked
+from .._threads import green_patched, os_thread_api, wait_unlocked
 from ._closing import Closing, version_or_none
 from ._forking import Forking
 from ._helper import Helper
@@ -72,7 +72,6 @@ class Writer(Closing, Forking):
         # not switch inside an append), and a green lock must not be taken
         # from the helper's real OS thread.
         self._helper_drains = not green_patched()
-        self._acquire_within = acquire_within(not self._helper_drains)
         self.helper = self._new_helper()
         self.spool: Spool | None = None
         # A spool locked through our whole open wait is opened again later (rows
@@ -107,7 +106,7 @@ class Writer(Closing, Forking):
                 if not lock.acquire(False):
                     return  # the holder has not let go yet: it writes the row
                 handed_over = True  # the holder let go meanwhile: write the buffer ourselves
-            elif not self._acquire_within(lock, self._lock_wait_s):
+            elif not lock.acquire(True, self._lock_wait_s):
                 # Many rows handed over and the holder still busy: it waits on
                 # another *process's* SQLite lock (or appending threads starve
                 # it of the GIL; this wait gives it back). Park the row; it
