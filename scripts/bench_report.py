@@ -35,7 +35,9 @@ NOTES = """\
   the WAL fills 2.4× slower. The raw insert pays its checkpoints inline: that
   is its max. While appends flow, the helper looks for a pause every 20 ms;
   each look costs the appending thread a GIL switch (looking every 5 ms put
-  `track()`'s p99 25-40 µs above the raw insert's). What is left in the
+  `track()`'s p99 25-40 µs above the raw insert's). Once the WAL is a third
+  of the way to SQLite's inline checkpoint, any 1 ms gap will do (bursts
+  with 5 ms pauses otherwise met it every ~490 events). What is left in the
   tail is the machine: ext4 journal commits while the WAL file grows, which
   the raw insert's own p99 and p99.9 show.
   A flood with no pause at all reaches SQLite's inline autocheckpoint at a
