@@ -12,7 +12,6 @@ from .._policy import EVICT_SLICE, VACUUM_SLICE
 from ._store import Spool
 
 __all__ = [
-    "catch_up_and_restart",
     "evict_slice_in_share",
     "restart_wal",
     "truncate_if_pinned",
@@ -58,12 +57,6 @@ def evict_slice_in_share(spool: Spool, share: list[int]) -> int:
 def restart_wal(spool: Spool) -> None:
     """The restart's write (and its header fsync), here rather than in an append."""
     spool.restart_wal()
-
-
-def catch_up_and_restart(spool: Spool) -> None:
-    """Copy what appends wrote since the helper's own checkpoint, then restart."""
-    if spool.checkpoint():
-        spool.restart_wal()
 
 
 def truncate_if_pinned(spool: Spool) -> bool | None:
