@@ -215,9 +215,9 @@ class Helper:
                                 self.trigger.maybe_spawn(spool)
                         else:
                             restart = spool.checkpoint()
-                            if restart and self._wal_late():
+                            late = self._wal_late()  # a checkpoint never shrinks the file
+                            if restart and late:
                                 spool.checkpoint()  # what appends wrote meanwhile, unlocked
-                            late = self._wal_late()
                             # Late and incomplete (a reader pins the WAL): back to
                             # real pauses, not a checkpoint at every 1 ms gap.
                             self._late_missed = late and not restart

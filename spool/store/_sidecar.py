@@ -47,10 +47,10 @@ ROWS_MAX_LINE = 4 * 1024 * 1024
 def append_losses(state_dir: Path, counts: Mapping[str, int]) -> bool:
     """Append ``counts`` as one line; False if even that failed. Never raises.
 
-    Like rows, not into a state dir the user has opted out of meanwhile.
+    Like rows, not into a state dir the user has opted out of (``_append``).
     """
     clean = {str(k): int(v) for k, v in counts.items() if int(v) > 0}
-    if not clean or os.path.lexists(state_dir / MARKER_NAME):
+    if not clean:
         return True
     return _append(state_dir / SIDECAR_NAME, [clean])
 
@@ -63,7 +63,7 @@ def append_rows(state_dir: Path, rows: Sequence[Row], max_file: int | None = Non
     ``max_file`` (an exit passes its cap), False rather than grow the file
     past it: exits under a lock held for days must not fill the disk.
     """
-    if not rows or os.path.lexists(state_dir / MARKER_NAME):
+    if not rows:
         return True
     return _append(state_dir / ROWS_NAME, [list(r) for r in rows], max_file)
 
@@ -123,10 +123,8 @@ def take_pending(state_dir: Path, limit: int, max_bytes: int, losses: Losses) ->
     rows (``take_some_rows``) to park."""
     losses.restore(take_losses(state_dir))
     rows, bad, lost = take_some_rows(state_dir, limit, max_bytes)
-    if bad:
-        losses.error("bad_row", bad)
-    if lost:
-        losses.add("locked", lost)
+    losses.error("bad_row", bad)  # both doors ignore a count of 0
+    losses.add("locked", lost)
     return rows
 
 
@@ -148,6 +146,8 @@ def _as_row(item: object) -> Row | None:
 
 
 def _append(path: Path, items: list[object], max_file: int | None = None) -> bool:
+    if os.path.lexists(path.parent / MARKER_NAME):
+        return True  # opted out since this run began: nothing of theirs is kept
     data = b"".join(
         json.dumps(item, sort_keys=True, separators=(",", ":")).encode() + b"\n" for item in items
     )
