@@ -204,9 +204,10 @@ def _check_proxy_url(url: str) -> None:
 # Results are cached: a process uses a handful of models, and the regex then
 # runs once per distinct name. Bounded so hostile input cannot grow memory.
 MODEL_CACHE_MAX = 256
-# Event ids drawn per os.urandom call: one syscall per 64 track() calls, and
-# a forked child discards at most this many (see install/_ids.py).
-EVENT_ID_POOL = 64
+# Event ids drawn per os.urandom call: one syscall per 256 track() calls,
+# under 1% so the refill stays out of the p99, and a forked child discards at
+# most this many (see install/_ids.py).
+EVENT_ID_POOL = 256
 # An app version longer than this is not a version (release strings are short);
 # it raises at construction.
 VERSION_MAX_CHARS = 64
