@@ -279,6 +279,9 @@ VACUUM_SLICE = 64
 BUSY_LOOK_S = 0.02
 # The gap in appends the WAL job takes once the WAL is late (see Helper).
 LATE_IDLE_S = 0.001
+# A due spawn waits at most this long for a pause in appends (see Helper):
+# a host that never pauses still starts its uploader, a second late.
+TRIGGER_PAUSE_WAIT_S = 1.0
 # While an uploader child may still be running, wake this often to reap it.
 REAP_EVERY_S = 1.0
 # The helper is off the call path: it may wait for the host's brief writes.

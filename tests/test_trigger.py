@@ -86,6 +86,56 @@ def test_a_long_lived_host_triggers_from_track(tmp_path: Path, state_dir: Path) 
         t.close()
 
 
+def test_a_spawn_asked_for_mid_burst_waits_for_the_pause(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, the helper claimed and spawned mid-burst: the claim's write
+    # waited out the appends, the uploader's start-up competed with them, and
+    # the WAL job's checkpoint fell into the next burst (docs/performance.md).
+    # A pause is 100 ms without an append here, so a descheduled test thread
+    # is not one; the give-up is pushed out of reach (raising=False: the
+    # constant is new).
+    from spool.store import _pauses
+
+    monkeypatch.setattr(_pauses, "TRIGGER_PAUSE_WAIT_S", 60.0, raising=False)
+    t = Telemetry(
+        app="demo", version="1.0.0", state_dir=state_dir,
+        endpoint=f"http://127.0.0.1:{refused_port()}/v1",
+        trigger_events=10, trigger_interval_s=0.0, wal_idle_ms=100.0,
+    )
+    trigger = t._trigger
+    writer = t._writer
+    assert trigger is not None and writer is not None
+    for _ in range(5_000):  # a burst: the spawn is due after 10 events
+        t.track("cli_command", cli_command="eval")
+    assert writer.helper.pending("trigger")
+    assert trigger.spawned == 0, "the uploader was spawned while the host appended"
+    wait_for(lambda: trigger.spawned >= 1)  # the pause: now it starts
+    t.close()
+
+
+def test_a_host_that_never_pauses_still_spawns(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spool.store import _pauses
+
+    monkeypatch.setattr(_pauses, "TRIGGER_PAUSE_WAIT_S", 0.2)
+    t = Telemetry(
+        app="demo", version="1.0.0", state_dir=state_dir,
+        endpoint=f"http://127.0.0.1:{refused_port()}/v1",
+        trigger_events=10, trigger_interval_s=0.0, wal_idle_ms=1000.0,
+    )
+    trigger = t._trigger
+    assert trigger is not None
+    appended = 0
+    while trigger.spawned == 0 and appended < 2_000_000:  # bounded: a hang guard
+        for _ in range(100):
+            t.track("cli_command", cli_command="eval")
+        appended += 100
+    assert trigger.spawned >= 1
+    t.close()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_the_child_runs_in_its_own_session_with_stdio_on_devnull(state_dir: Path) -> None:
     with Blackhole() as hole:

@@ -9,7 +9,9 @@ waiting. The helper then does, on its own SQLite connection:
   back to the OS in slices too. This runs at once, not in a pause: a flood
   with no pause must still stay under the cap.
 - ``trigger``: enough events queued, or the trigger interval passed: check
-  the spool and start the uploader (a spawn costs 0.4-13 ms, never a call's).
+  the spool and start the uploader (a spawn costs 0.4-13 ms, never a call's),
+  in a pause in appends, after the WAL job, at most a second late
+  (``_pauses``).
 - ``wal``: the WAL passed its soft budget. Wait for appends to pause for
   ``wal_idle_ms``, then checkpoint and restart the WAL, so no append pays
   the restart's header fsync (see ``Spool.restart_wal``).
@@ -26,22 +28,19 @@ helper to be outside SQLite before the process forks.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from .._losses import Losses
 from .._policy import (
-    BUSY_LOOK_S,
     EVICT_MISSES,
     HELPER_BUSY_MS,
-    LATE_IDLE_S,
     REAP_EVERY_S,
     Policy,
 )
 from .._threads import os_sleep, os_thread_api
 from ..launch import _spawn, _trigger
 from . import _steps
-from ._paths import DB_NAME
+from ._pauses import IN_A_PAUSE, JOBS, Pauses
 from ._sqlite import classify_error
 from ._status import take_bad_rows
 from ._store import Spool, wal_limits
@@ -52,7 +51,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Helper"]
 
-JOBS = ("evict", "trigger", "drain", "wal")
 # A WAL past its share, with other hosts appending to the spool: it never
 # restarts on its own (each PASSIVE checkpoint meets their newer frames), and
 # a TRUNCATE checkpoint returns busy at once while one of their inline
@@ -65,7 +63,7 @@ PINNED_WAL_TRIES = 50
 PINNED_WAL_GAP_S = 0.002
 
 
-class Helper:
+class Helper(Pauses):
     def __init__(
         self,
         state_dir: Path,
@@ -95,6 +93,8 @@ class Helper:
         soft, hard = wal_limits(policy)
         self._wal_late_at = soft + (hard - soft) // 3
         self._late_missed = False  # the last late checkpoint could not complete
+        self._pause_at = -1  # the append count when the last pause was seen
+        self._trigger_asked: float | None = None  # when the helper first saw a spawn due
         self._start_thread, allocate_lock = os_thread_api()
         self._sleep = os_sleep()
         self.busy = allocate_lock()  # held for every SQLite step of the helper
@@ -190,7 +190,9 @@ class Helper:
             job = next((j for j in JOBS if self._jobs.get(j)), None)
             if job is None:
                 return
-            if job == "wal" and not self._wait_for_pause():
+            if job == "wal" and self._trigger_overdue():
+                job = "trigger"
+            if job in IN_A_PAUSE and not self._wait_for_pause(job):
                 continue  # stopping, or a more urgent job came in: that one first
             # Cleared before the work: a kick arriving during it asks again.
             self._jobs[job] = False
@@ -252,9 +254,6 @@ class Helper:
                 drain(spool, lambda: self._stopping)
             finally:
                 spool.set_busy_timeout(HELPER_BUSY_MS)
-
-    def _urgent(self) -> bool:
-        return any(self._jobs.get(j) for j in JOBS if j != "wal")
 
     def _open(self) -> Spool:
         if self._spool is None:
@@ -324,7 +323,7 @@ class Helper:
         if not self._vacuum_due:
             return True
         seen = self._appends()
-        while not self._stopping and not self._urgent():
+        while not self._stopping and not self._urgent("wal"):
             if self._appends() != seen:
                 return False
             more = self._on_writer_spool(_steps.vacuum_slice)
@@ -334,32 +333,9 @@ class Helper:
         self._vacuum_due = False
         return True
 
-    def _wal_late(self) -> bool:
-        try:
-            return os.stat(self._state_dir / (DB_NAME + "-wal")).st_size > self._wal_late_at
-        except OSError:
-            return False
-
     def _yield(self) -> None:
         # Let appends in between slices: the GIL, briefly.
         self._sleep(0)
-
-    def _wait_for_pause(self) -> bool:
-        """True once no row was appended for ``idle_s``; False when stopping or
-        when an urgent job (eviction in a flood, say) must not wait for a pause."""
-        while not self._stopping and not self._urgent():
-            # Past the late mark any gap will do (a checkpoint and the restart
-            # take ~2 ms): looking every idle_s + BUSY_LOOK_S missed gevent's 5 ms
-            # pauses, and SQLite checkpointed inline in an append instead.
-            late = self._wal_late() and not self._late_missed
-            seen = self._appends()
-            if self._wake.acquire(timeout=LATE_IDLE_S if late else self._idle_s):
-                continue  # kicked again (or stopping): look again
-            if self._appends() == seen:
-                return True
-            if not late:  # appends are flowing: look again later rather than every idle_s
-                self._wake.acquire(timeout=BUSY_LOOK_S)
-        return False
 
 
 def _children_running() -> bool:
