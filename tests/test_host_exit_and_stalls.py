@@ -55,6 +55,23 @@ def test_exit_under_an_inspectors_lock_leaves_every_event_for_the_next_host(
     assert not (state_dir / "drops.pending").exists()
 
 
+def test_status_counts_the_rows_an_exit_left_before_anyone_folds_them(state_dir: Path) -> None:
+    # Before, `telespool status` said 1 queued while 11 more waited in
+    # events.pending: the queue a user inspects looked smaller than it was.
+    from tests.test_cli import at, invoke
+
+    _exit_under_an_inspectors_lock(state_dir)
+    data = json.loads(invoke(*at(state_dir, "status", "--json")).stdout)
+    left = (state_dir / "events.pending").read_bytes().count(b"\n")
+    assert left >= 11  # the 11 dashboard rows, and what else the host had parked
+    assert data["pending"] == left, data
+    text = invoke(*at(state_dir, "status")).stdout
+    assert f"{left} left by an exit under a lock" in text
+    with Telemetry("demo", "1.0.0", state_dir=state_dir) as t:  # folds them in
+        status = t.status()
+    assert status["pending"] == 0 and status["queued"] >= data["queued"] + left, status
+
+
 def test_the_uploader_sends_the_rows_an_exit_left(state_dir: Path, tmp_path: Path) -> None:
     # An uploader pass stores events.pending first, so the rows go out with it
     # instead of waiting for the next host start.

@@ -28,6 +28,7 @@ from ..store._paths import (
     validate_app,
 )
 from ..store._rows import UPLOAD_KEY
+from ..store._sidecar import count_rows
 from ..store._writer import split_errors
 from ._errors import CliError
 from ._reader import read_events, read_snapshot
@@ -109,6 +110,8 @@ def status(target: Target, env: Mapping[str, str] | None = None) -> dict[str, An
         "format": config.get("format"),
         "app_version": config.get("app_version"),
         "queued": snap.queued if snap is not None else 0,
+        # Rows an exit under a lock left for the next host or upload pass.
+        "pending": count_rows(existing) if existing is not None else 0,
         "bytes": snap.bytes if snap is not None else 0,
         "disk_bytes": _disk_bytes(existing),
         "oldest": oldest,

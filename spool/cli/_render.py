@@ -87,6 +87,7 @@ def status_text(s: Mapping[str, Any]) -> str:
         (
             "queued",
             f"{s['queued']} events, {_size(s['bytes'])}"
+            + (f", and {s['pending']} left by an exit under a lock" if s.get("pending") else "")
             + (
                 f" (spool {_size(s['disk_bytes'])} on disk)" if s["spool_exists"] else " (no spool)"
             ),

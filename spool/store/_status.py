@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .._losses import ERROR_PREFIX, Losses, split_errors
 from ._rows import UPLOAD_KEY
+from ._sidecar import count_rows
 from ._store import Spool
 
 TYPE_CHECKING = False
@@ -39,6 +40,7 @@ def status_snapshot(
     out: dict[str, Any] = {
         **{k: facts[k] for k in _FACTS_FIRST},
         "queued": 0,
+        "pending": 0,  # rows an exit left in events.pending, not in SQLite yet
         "bytes": 0,
         "disk_bytes": 0,
         "oldest": None,
@@ -65,6 +67,7 @@ def _read_spool(writer: Writer, losses: Losses, wait_ms: int, out: dict[str, Any
     """Fill ``out``'s spool fields: queue, sizes, drops and errors, upload times."""
     writer.sync(wait_ms=wait_ms)
     out["buffered"] = writer.buffered
+    out["pending"] = count_rows(writer.state_dir)
     if writer.fault:
         out["fault"] = writer.fault_detail or writer.fault
     stored: dict[str, int] = {}
