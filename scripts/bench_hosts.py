@@ -267,8 +267,9 @@ def bench_gevent(tmp: Path) -> dict[str, Any]:
     # Alternating runs, so both see the same machine (run one after the
     # other, the without runs met a quieter or busier VM than the with runs).
     vals: dict[str, list[float]] = {"without": [], "with": []}
-    for i in range(5):
-        for label, use in (("without", "0"), ("with", "1")):
+    pair = (("without", "0"), ("with", "1"))
+    for i in range(6):  # ABBA order: neither side always goes first
+        for label, use in pair if i % 2 == 0 else pair[::-1]:
             proc = subprocess.run(
                 [sys.executable, "-c", GEVENT_HOST, use, str(tmp / f"gevent-{label}{i}")],
                 env=env, capture_output=True, text=True, check=True,

@@ -279,7 +279,7 @@ VACUUM_SLICE = 64
 BUSY_LOOK_S = 0.02
 # The gap in appends the WAL job takes once the WAL is late (see Helper).
 LATE_IDLE_S = 0.001
-# A due spawn waits at most this long for a pause in appends (see Helper):
+# A due spawn waits at most this long for a pause in appends (store/_pauses.py):
 # a host that never pauses still starts its uploader, a second late.
 TRIGGER_PAUSE_WAIT_S = 1.0
 # While an uploader child may still be running, wake this often to reap it.

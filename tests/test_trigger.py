@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -92,48 +93,62 @@ def test_a_spawn_asked_for_mid_burst_waits_for_the_pause(
     # Before, the helper claimed and spawned mid-burst: the claim's write
     # waited out the appends, the uploader's start-up competed with them, and
     # the WAL job's checkpoint fell into the next burst (docs/performance.md).
-    # A pause is 100 ms without an append here, so a descheduled test thread
-    # is not one; the give-up is pushed out of reach (raising=False: the
-    # constant is new).
+    # A pause is 300 ms without an append here, so a descheduled test thread
+    # is not one. The second burst comes after the give-up time has passed
+    # since the first ask: a timer left from that ask made it overdue at once.
     from spool.store import _pauses
 
-    monkeypatch.setattr(_pauses, "TRIGGER_PAUSE_WAIT_S", 60.0, raising=False)
+    monkeypatch.setattr(_pauses, "TRIGGER_PAUSE_WAIT_S", 3.0)
     t = Telemetry(
         app="demo", version="1.0.0", state_dir=state_dir,
         endpoint=f"http://127.0.0.1:{refused_port()}/v1",
-        trigger_events=10, trigger_interval_s=0.0, wal_idle_ms=100.0,
+        trigger_events=10, trigger_interval_s=0.0, wal_idle_ms=300.0,
+        backoff_base_s=0.001, backoff_max_s=0.001,
     )
-    trigger = t._trigger
-    writer = t._writer
-    assert trigger is not None and writer is not None
-    for _ in range(5_000):  # a burst: the spawn is due after 10 events
-        t.track("cli_command", cli_command="eval")
-    assert writer.helper.pending("trigger")
-    assert trigger.spawned == 0, "the uploader was spawned while the host appended"
-    wait_for(lambda: trigger.spawned >= 1)  # the pause: now it starts
-    t.close()
+    try:
+        trigger = t._trigger
+        writer = t._writer
+        assert trigger is not None and writer is not None
+        for burst in (1, 2):
+            # 500 events: the WAL stays under its soft share, so no WAL job runs
+            for _ in range(500):  # the spawn is due after 10 events
+                t.track("cli_command", cli_command="eval")
+            assert writer.helper.pending("trigger")
+            assert trigger.spawned == burst - 1, f"spawned during burst {burst}"
+            wait_for(lambda n=burst: trigger.spawned >= n)  # the pause: now it starts
+            # The first uploader ends (refused, a 1 ms backoff), and the give-up
+            # time passes since the first ask.
+            wait_for(lambda: all(c.poll() is not None for c in _spawn._CHILDREN))
+            if burst == 1:
+                time.sleep(3.5)  # lets the first ask age past the give-up: no timed assertion
+    finally:
+        t.close()
 
 
 def test_a_host_that_never_pauses_still_spawns(
     state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # No pause can come (one takes a minute without an append): only the
+    # give-up starts the uploader.
     from spool.store import _pauses
 
     monkeypatch.setattr(_pauses, "TRIGGER_PAUSE_WAIT_S", 0.2)
     t = Telemetry(
         app="demo", version="1.0.0", state_dir=state_dir,
         endpoint=f"http://127.0.0.1:{refused_port()}/v1",
-        trigger_events=10, trigger_interval_s=0.0, wal_idle_ms=1000.0,
+        trigger_events=10, trigger_interval_s=0.0, wal_idle_ms=60_000.0,
     )
-    trigger = t._trigger
-    assert trigger is not None
-    appended = 0
-    while trigger.spawned == 0 and appended < 2_000_000:  # bounded: a hang guard
-        for _ in range(100):
-            t.track("cli_command", cli_command="eval")
-        appended += 100
-    assert trigger.spawned >= 1
-    t.close()
+    try:
+        trigger = t._trigger
+        assert trigger is not None
+        appended = 0
+        while trigger.spawned == 0 and appended < 2_000_000:  # bounded: a hang guard
+            for _ in range(100):
+                t.track("cli_command", cli_command="eval")
+            appended += 100
+        assert trigger.spawned >= 1
+    finally:
+        t.close()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

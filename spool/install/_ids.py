@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from pathlib import Path
 
 from .._policy import EVENT_ID_POOL
@@ -23,10 +24,11 @@ __all__ = ["forget_install", "new_event_id", "new_run_id"]
 # the calls past the p99 (docs/performance.md). The pool is one (hex, counter)
 # pair read in one step: next() on an itertools.count is atomic under the
 # GIL, so two threads never take the same slot, and threads that both find
-# it used up each refill (any pair's ids are as random). Free-threaded
-# builds (3.13t) make no such promise for count: untested, like that build.
-# A forked child
-# drops its copy (see below), so it never repeats its parent's ids.
+# it used up each refill (any pair's ids are as random). A free-threaded
+# build (3.13t) makes no such promise for count, so there every id draws its
+# own 16 bytes (untested, like that build). A forked child drops its copy
+# (see below), so it never repeats its parent's ids.
+_SHARED_POOL = getattr(sys, "_is_gil_enabled", lambda: True)()
 _USED_UP: tuple[str, Iterator[int]] = ("", itertools.count(EVENT_ID_POOL))
 _POOL: list[tuple[str, Iterator[int]]] = [_USED_UP]
 # The variant nibble (RFC 4122: binary 10xx) for each random hex digit.
@@ -35,6 +37,8 @@ _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 def new_event_id() -> str:
     """A random (version 4) UUID string, about 4x cheaper than ``str(uuid.uuid4())``."""
+    if not _SHARED_POOL:
+        return _format(os.urandom(16).hex())
     while True:
         pool, slots = _POOL[0]
         i = next(slots)
@@ -43,7 +47,10 @@ def new_event_id() -> str:
         # Other threads may take every id of this refill before us: then
         # we refill again rather than fail (tests/test_host_threads.py).
         _POOL[0] = (os.urandom(16 * EVENT_ID_POOL).hex(), itertools.count())
-    h = pool[32 * i : 32 * i + 32]
+    return _format(pool[32 * i : 32 * i + 32])
+
+
+def _format(h: str) -> str:
     # Version nibble forced to 4, variant nibble to 8-b: a valid UUID v4
     # carrying 122 random bits, as uuid.uuid4() does.
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Trigger", "spawn_veto"]
 
+
 def spawn_veto(has_events: bool, state: dict[str, Any], now: float, policy: Policy) -> str | None:
     """Why not to spawn now (``empty``, ``backoff``, ``interval``, ``serverless``), or None."""
     if _serverless.platform(os.environ):
@@ -81,18 +82,26 @@ class Trigger:
         """Check the spool and spawn if due; records the spawn before starting it."""
         return self.claim(spool) and self.spawn()
 
+    def due(self, spool: Spool) -> bool:
+        """Whether an uploader is due: reads only, and restarts the count to
+        the next check. The helper asks this at once and waits for a pause
+        in appends only when a spawn is due (most checks end in a veto)."""
+        self._tracked = 0
+        self._next_check = time.monotonic() + self._check_every
+        reap_children()
+        return not spawn_veto(
+            spool.has_events(), read_upload_state(spool), time.time(), self.policy
+        )
+
     def claim(self, spool: Spool) -> bool:
         """Decide whether an uploader is due and record the spawn; no process yet.
 
         Separate from ``spawn`` so the host can close its connection first at
         exit: the child's start-up then never competes with the close.
         """
-        self._tracked = 0
-        self._next_check = time.monotonic() + self._check_every
-        reap_children()
-        now = time.time()
-        if spawn_veto(spool.has_events(), read_upload_state(spool), now, self.policy):
+        if not self.due(spool):
             return False
+        now = time.time()
         blocker = launch_blocker()
         if blocker is not None:
             # Due, but no process can be started from here (a frozen app that

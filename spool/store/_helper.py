@@ -10,8 +10,8 @@ waiting. The helper then does, on its own SQLite connection:
   with no pause must still stay under the cap.
 - ``trigger``: enough events queued, or the trigger interval passed: check
   the spool and start the uploader (a spawn costs 0.4-13 ms, never a call's),
-  in a pause in appends, after the WAL job, at most a second late
-  (``_pauses``).
+  in a pause in appends, after the WAL job, about a second late at most
+  (``_pauses``); the read-only check that vetoes most runs goes at once.
 - ``wal``: the WAL passed its soft budget. Wait for appends to pause for
   ``wal_idle_ms``, then checkpoint and restart the WAL, so no append pays
   the restart's header fsync (see ``Spool.restart_wal``).
@@ -182,6 +182,7 @@ class Helper(Pauses):
         finally:
             self._close_spool()
             self._jobs.clear()
+            self._trigger_asked = None
             self._started = False
             self._running.release()
 
@@ -192,10 +193,15 @@ class Helper(Pauses):
                 return
             if job == "wal" and self._trigger_overdue():
                 job = "trigger"
+            if job == "trigger" and not self._spawn_due():
+                self._trigger_done()  # vetoed (too soon, a backoff, nothing queued)
+                continue
             if job in IN_A_PAUSE and not self._wait_for_pause(job):
                 continue  # stopping, or a more urgent job came in: that one first
             # Cleared before the work: a kick arriving during it asks again.
             self._jobs[job] = False
+            if job == "trigger":
+                self._trigger_done()
             try:
                 if job == "drain":
                     if self._drain is not None:
@@ -243,6 +249,22 @@ class Helper(Pauses):
             except Exception as exc:  # counted; the spool is re-opened at the next job
                 self._losses.error(classify_error(exc))
                 self._close_spool()
+
+    def _spawn_due(self) -> bool:
+        """The trigger's read-only check, at once (no pause needed to read)."""
+        if self.trigger is None:
+            return False
+        try:
+            with self.busy:
+                return self.trigger.due(self._open())
+        except Exception as exc:  # counted; the spool is re-opened at the next job
+            self._losses.error(classify_error(exc))
+            self._close_spool()
+            return False
+
+    def _trigger_done(self) -> None:
+        self._jobs["trigger"] = False
+        self._trigger_asked = None  # the next ask waits its own TRIGGER_PAUSE_WAIT_S
 
     def _drain_parked(self, drain: Callable[[Spool, Callable[[], bool]], None]) -> None:
         with self.busy:
@@ -326,12 +348,11 @@ class Helper(Pauses):
         while not self._stopping and not self._urgent("wal"):
             if self._appends() != seen:
                 return False
-            more = self._on_writer_spool(_steps.vacuum_slice)
-            if not more:
+            if not self._on_writer_spool(_steps.vacuum_slice):
+                self._vacuum_due = False
                 break
             self._yield()
-        self._vacuum_due = False
-        return True
+        return True  # stopped for a more urgent job: the rest in a later pause
 
     def _yield(self) -> None:
         # Let appends in between slices: the GIL, briefly.

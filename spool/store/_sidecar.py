@@ -74,7 +74,9 @@ def count_rows(state_dir: Path) -> int:
 
     For ``status()``: they are queued too, just not in SQLite yet (an exit
     under a lock left them, and no host or uploader pass has folded them in).
-    Never raises. The file is bounded by the cap (``append_rows``).
+    Never raises. A line torn or not ours counts too (the fold counts those
+    ``error.bad_row``); a host or pass taking the file meanwhile may make one
+    look miss or see it twice.
     """
     n = 0
     try:
