@@ -364,9 +364,11 @@ promises the tests pin):
   checkpoint, so neither meets a burst. What the max still shows is the
   uploader child running beside the next burst: its Python start-up, its
   read snapshot that keeps the WAL from restarting (the WAL grows past its
-  soft share), and its commits, on 2 cores. The spawning host's calls over
-  1 ms are 11.5 per 10k against 1.0 without an endpoint.
+  soft share), and its commits, on 2 cores: the spawning host's calls over
+  1 ms per 10k are in `docs/performance-hosts.json` beside the no-endpoint
+  host's.
 - **gevent.** The helper is a real OS thread under gevent. A 50-event burst
   is ~1 ms of hub time (its worst ~1.7 ms), while the loop without telemetry
-  does no work at all, so the ratio rests on the baseline's noise (1.3-2.8 ms
-  in the runs above)."""
+  does no work at all, so the ratio rests on the baseline's noise (every
+  run's worst stall is in `docs/performance-hosts.json`; quick runs on this
+  code gave 1.17-1.74×)."""
