@@ -6,6 +6,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,6 +88,25 @@ def test_a_long_lived_host_triggers_from_track(tmp_path: Path, state_dir: Path) 
         t.close()
 
 
+def _pausing_host(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch, give_up_s: float, **policy: Any
+) -> Telemetry:
+    """A long-lived host whose uploader is refused, spawning after every 10
+    events, with the helper's give-up on a pause set to ``give_up_s``."""
+    from spool.store import _pauses
+
+    monkeypatch.setattr(_pauses, "TRIGGER_PAUSE_WAIT_S", give_up_s)
+    return Telemetry(
+        app="demo",
+        version="1.0.0",
+        state_dir=state_dir,
+        endpoint=f"http://127.0.0.1:{refused_port()}/v1",
+        trigger_events=10,
+        trigger_interval_s=0.0,
+        **policy,
+    )
+
+
 def test_a_spawn_asked_for_mid_burst_waits_for_the_pause(
     state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -96,14 +116,8 @@ def test_a_spawn_asked_for_mid_burst_waits_for_the_pause(
     # A pause is 300 ms without an append here, so a descheduled test thread
     # is not one. The second burst comes after the give-up time has passed
     # since the first ask: a timer left from that ask made it overdue at once.
-    from spool.store import _pauses
-
-    monkeypatch.setattr(_pauses, "TRIGGER_PAUSE_WAIT_S", 3.0)
-    t = Telemetry(
-        app="demo", version="1.0.0", state_dir=state_dir,
-        endpoint=f"http://127.0.0.1:{refused_port()}/v1",
-        trigger_events=10, trigger_interval_s=0.0, wal_idle_ms=300.0,
-        backoff_base_s=0.001, backoff_max_s=0.001,
+    t = _pausing_host(
+        state_dir, monkeypatch, 3.0, wal_idle_ms=300.0, backoff_base_s=0.001, backoff_max_s=0.001
     )
     try:
         trigger = t._trigger
@@ -115,7 +129,11 @@ def test_a_spawn_asked_for_mid_burst_waits_for_the_pause(
                 t.track("cli_command", cli_command="eval")
             assert writer.helper.pending("trigger")
             assert trigger.spawned == burst - 1, f"spawned during burst {burst}"
-            wait_for(lambda n=burst: trigger.spawned >= n)  # the pause: now it starts
+
+            def started(n: int = burst) -> bool:
+                return trigger is not None and trigger.spawned >= n
+
+            wait_for(started)  # the pause: now it starts
             # The first uploader ends (refused, a 1 ms backoff), and the give-up
             # time passes since the first ask.
             wait_for(lambda: all(c.poll() is not None for c in _spawn._CHILDREN))
@@ -130,14 +148,7 @@ def test_a_host_that_never_pauses_still_spawns(
 ) -> None:
     # No pause can come (one takes a minute without an append): only the
     # give-up starts the uploader.
-    from spool.store import _pauses
-
-    monkeypatch.setattr(_pauses, "TRIGGER_PAUSE_WAIT_S", 0.2)
-    t = Telemetry(
-        app="demo", version="1.0.0", state_dir=state_dir,
-        endpoint=f"http://127.0.0.1:{refused_port()}/v1",
-        trigger_events=10, trigger_interval_s=0.0, wal_idle_ms=60_000.0,
-    )
+    t = _pausing_host(state_dir, monkeypatch, 0.2, wal_idle_ms=60_000.0)
     try:
         trigger = t._trigger
         assert trigger is not None
